@@ -1,0 +1,192 @@
+"""Preparation shared by every public function: validate, measure distances once, find duplicates.
+
+A :class:`Problem` holds the float64 distances of ``N`` sets (batch axes flattened), which points
+are real (``valid``), which are distinct (``active``, the multiset rule), and how to map results
+back to the caller's shapes and dtype. Its :meth:`Problem.solve` runs the differentiable solve for
+any scales ``t (N, T)``, so scale searches reuse the distances.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ._memory import memory_budget, problems_per_chunk
+from ._validation import (
+    check_finite,
+    check_mask,
+    check_metric,
+    check_on_nonconvergence,
+    check_points,
+    check_positive_int,
+    check_tolerance,
+)
+from .autograd import MagnitudeSolve, SolveConfig, SolveReport
+from .errors import ConvergenceError, ConvergenceWarning, MagtorchError, MemoryBudgetError
+from .pairwise import check_distance_matrix, pairwise_distances
+from .solvers.base import Solver, available_solvers, get_solver
+
+__all__ = ["Problem", "prepare", "resolve_solver"]
+
+
+def resolve_solver(solver: str | Solver, n: int) -> Solver:
+    """Map ``solver`` (a registered name, ``"auto"``, or a :class:`Solver` instance) to a solver.
+
+    ``"auto"`` chooses the dense Cholesky path; the matrix-free solvers will take over above the
+    size where the dense path no longer fits the memory budget.
+    """
+    if isinstance(solver, Solver):
+        return solver
+    if solver == "auto":
+        return get_solver("cholesky")
+    if not isinstance(solver, str) or solver not in available_solvers():
+        raise MagtorchError(f"unknown solver={solver!r}; allowed: {', '.join(available_solvers())}")
+    return get_solver(solver)
+
+
+@dataclass
+class Problem:
+    d: Tensor  # (N, n, n) float64
+    valid: Tensor  # (N, n) bool
+    active: Tensor  # (N, n) bool, distinct real points
+    rep: Tensor  # (N, n) int64
+    counts: Tensor  # (N, n) float64
+    batch_shape: torch.Size
+    dtype: torch.dtype
+    metric: str
+    solver: Solver
+    rtol: float
+    max_iter: int
+    on_nonconvergence: str
+
+    @property
+    def num_sets(self) -> int:
+        return self.d.shape[0]
+
+    @property
+    def n(self) -> int:
+        return self.d.shape[-1]
+
+    @property
+    def n_distinct(self) -> Tensor:
+        """Number of distinct real points per set, ``(N,)``."""
+        return self.active.sum(-1)
+
+    def solve(self, t: Tensor) -> tuple[Tensor, Tensor, SolveReport]:
+        """Weights ``(N, T, n)`` and magnitudes ``(N, T)`` (float64) at scales ``t (N, T)``."""
+        report = SolveReport()
+        config = SolveConfig(self.solver, self.rtol, self.max_iter)
+        w, mag = MagnitudeSolve.apply(
+            self.d, t, self.valid, self.active, self.rep, self.counts, config, report
+        )
+        self._check(report, t)
+        return w, mag, report
+
+    def _check(self, report: SolveReport, t: Tensor) -> None:
+        failed = ~report.converged
+        if bool(failed.any()):
+            worst = float(report.residual[failed].nan_to_num(float("inf")).max())
+            scales = t.detach()[failed].flatten()[:5].tolist()
+            message = (
+                f"solver={self.solver.name!r}: {int(failed.sum())} of {failed.numel()} solves "
+                f"missed rtol={self.rtol:g} (worst relative residual {worst:.3g}; at t="
+                f"{', '.join(f'{s:.4g}' for s in scales)}{'...' if failed.sum() > 5 else ''})"
+            )
+            if report.notes:
+                message += ". " + "; ".join(dict.fromkeys(report.notes))
+            if self.on_nonconvergence == "raise":
+                raise ConvergenceError(message)
+            warnings.warn(message, ConvergenceWarning, stacklevel=4)
+        elif report.notes:
+            warnings.warn("; ".join(dict.fromkeys(report.notes)), ConvergenceWarning, stacklevel=4)
+
+    def expand_scales(self, t: Tensor) -> Tensor:
+        """``(T,)`` or 0-d scales -> ``(N, T)``."""
+        return t.reshape(1, -1).expand(self.num_sets, -1)
+
+    def output(self, value: Tensor, scalar_t: bool) -> Tensor:
+        """Reshape ``(N, T, *rest)`` to ``batch_shape + (T,) + rest`` (no T if ``scalar_t``)."""
+        if scalar_t:
+            value = value.squeeze(1)
+        return value.reshape((*self.batch_shape, *value.shape[1:])).to(self.dtype)
+
+
+def _find_duplicates(d: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Representatives of coincident points (distance exactly 0) and copies per representative."""
+    num, n = valid.shape
+    idx = torch.arange(n, device=d.device)
+    eq = (d == 0) & valid.unsqueeze(-1) & valid.unsqueeze(-2)
+    rep = eq.to(torch.uint8).argmax(-1)  # first j with d_ij == 0 (j <= i since d_ii == 0)
+    rep = torch.where(valid, rep, idx.expand(num, n))
+    counts = torch.zeros(num, n, dtype=d.dtype, device=d.device)
+    counts.scatter_add_(-1, rep, valid.to(d.dtype))
+    active = valid & (rep == idx)
+    return rep, counts.clamp_min(1.0), active
+
+
+def prepare(
+    x: Tensor,
+    *,
+    metric: str = "euclidean",
+    mask: Tensor | None = None,
+    solver: str | Solver = "auto",
+    rtol: float | None = None,
+    max_iter: int | None = None,
+    on_nonconvergence: str = "warn",
+    name: str = "x",
+) -> Problem:
+    """Validate the arguments, compute float64 distances, and detect duplicates."""
+    metric = check_metric(metric)
+    precomputed = metric == "precomputed"
+    x = check_points(x, name, precomputed=precomputed)
+    mask = check_mask(mask, x.shape[:-1])
+    on_nonconvergence = check_on_nonconvergence(on_nonconvergence)
+    rtol = check_tolerance(rtol)
+    if max_iter is not None:
+        max_iter = check_positive_int(max_iter, "max_iter")
+    n = x.shape[-2]
+    batch_shape = x.shape[:-2]
+    num = math.prod(batch_shape)
+    solver_obj = resolve_solver(solver, n)
+    budget = memory_budget(x.device)
+    problems_per_chunk(1, n, x.device)  # raises MemoryBudgetError when one problem cannot fit
+    if 8 * num * n * n > budget:
+        raise MemoryBudgetError(
+            f"{name} holds {num} sets of n={n} points: their float64 distance matrices need "
+            f"{8 * num * n * n / 1e9:.3g} GB but the memory budget on {x.device} is "
+            f"{budget / 1e9:.3g} GB; split the batch or raise magtorch.set_memory_budget"
+        )
+    if precomputed:
+        d = check_distance_matrix(x, name).to(torch.float64)
+        d = 0.5 * (d + d.transpose(-2, -1))
+    else:
+        check_finite(x, name, mask)
+        x64 = x.to(torch.float64)
+        if mask is not None:
+            x64 = torch.where(mask.unsqueeze(-1), x64, torch.zeros((), dtype=x64.dtype))
+        d = pairwise_distances(x64, metric=metric)
+    d = d.reshape(num, n, n)
+    valid = (
+        torch.ones(num, n, dtype=torch.bool, device=x.device)
+        if mask is None
+        else mask.reshape(num, n)
+    )
+    rep, counts, active = _find_duplicates(d.detach(), valid)
+    return Problem(
+        d=d,
+        valid=valid,
+        active=active,
+        rep=rep,
+        counts=counts,
+        batch_shape=batch_shape,
+        dtype=x.dtype,
+        metric=metric,
+        solver=solver_obj,
+        rtol=solver_obj.default_rtol if rtol is None else rtol,
+        max_iter=solver_obj.default_max_iter if max_iter is None else max_iter,
+        on_nonconvergence=on_nonconvergence,
+    )

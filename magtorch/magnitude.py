@@ -1,0 +1,535 @@
+r"""Weights, magnitude, its derivative, and magnitude potentials.
+
+For a finite set :math:`X = \{x_1, \dots, x_n\}` and a scale :math:`t > 0`, the similarity matrix
+is :math:`Z_t[i, j] = e^{-t\, d(x_i, x_j)}`; the **weighting** :math:`w` solves :math:`Z_t w = 1`
+and the **magnitude** is :math:`\mathrm{Mag}(tX) = \sum_i w_i`. The **potential** of a point
+:math:`z` is :math:`h_X(z) = \sum_j w_j e^{-t d(z, x_j)}` (it equals 1 on :math:`X`).
+
+Shapes: points ``(..., n, d)`` with any leading batch axes, optional boolean ``mask (..., n)``
+(True marks real points of a ragged batch); ``t`` a float, a 0-d tensor, or a 1-d tensor of ``T``
+scales, in which case results gain a ``T`` axis: magnitudes ``(..., T)``, weights
+``(..., T, n)``. Results have the input's dtype and device; the dense path computes in float64
+(float32 inputs are upcast, so they get float64 accuracy rounded to float32).
+
+Multisets: points at distance exactly 0 count once; a repeated point's weight is split equally
+among its copies, so weights sum to the magnitude of the distinct points.
+
+Gradients flow to the points and to a tensor ``t`` through the implicit gradient of
+:mod:`magtorch.autograd` (no second solve for the magnitude).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from ._memory import problems_per_chunk
+from ._problem import Problem, prepare
+from ._validation import ScaleLike, as_scales, check_fraction, check_points, check_positive_int
+from .autograd import SolveReport
+from .errors import MagtorchError
+from .operators import build_similarity
+from .pairwise import pairwise_distances
+from .solvers.base import Solver
+from .solvers.dense import dense_inverse
+
+__all__ = [
+    "MagnitudeFunction",
+    "MagnitudeResult",
+    "SolveInfo",
+    "loo_potential",
+    "magnitude",
+    "magnitude_derivative",
+    "magnitude_function",
+    "positive_magnitude",
+    "potential",
+    "potential_ratio",
+    "solve",
+    "weights",
+]
+
+
+@dataclass
+class SolveInfo:
+    """Diagnostics of a solve; tensors have the magnitude's shape unless stated.
+
+    Attributes:
+        method: the solver that ran.
+        iterations: iterations per solve (0 for a direct factorisation).
+        residual: relative residual ``||Z w - 1|| / ||1||`` per solve.
+        converged: whether each solve met ``rtol``.
+        n_distinct: distinct real points per set, shape ``batch``.
+        positive_definite: whether ``Z`` was positive definite (``None`` if the solver cannot tell).
+        notes: remarks such as fallbacks taken.
+    """
+
+    method: str
+    iterations: Tensor
+    residual: Tensor
+    converged: Tensor
+    n_distinct: Tensor
+    positive_definite: Tensor | None
+    notes: list[str]
+
+
+class MagnitudeResult(NamedTuple):
+    """What :func:`solve` returns: ``weights``, ``magnitude`` and ``info``."""
+
+    weights: Tensor
+    magnitude: Tensor
+    info: SolveInfo
+
+
+class MagnitudeFunction(NamedTuple):
+    """Scales ``t (T,)`` and the magnitude ``(..., T)`` at each."""
+
+    t: Tensor
+    magnitude: Tensor
+
+
+def _run(
+    x: Tensor,
+    t: ScaleLike,
+    metric: str,
+    mask: Tensor | None,
+    solver: str | Solver,
+    rtol: float | None,
+    max_iter: int | None,
+    on_nonconvergence: str,
+) -> tuple[Problem, Tensor, bool, Tensor, Tensor, SolveReport]:
+    prob = prepare(
+        x,
+        metric=metric,
+        mask=mask,
+        solver=solver,
+        rtol=rtol,
+        max_iter=max_iter,
+        on_nonconvergence=on_nonconvergence,
+    )
+    scales = as_scales(t, device=prob.d.device)
+    w, mag, report = prob.solve(prob.expand_scales(scales))
+    return prob, scales, scales.dim() == 0, w, mag, report
+
+
+def solve(
+    x: Tensor,
+    t: ScaleLike,
+    *,
+    metric: str = "euclidean",
+    mask: Tensor | None = None,
+    solver: str | Solver = "auto",
+    rtol: float | None = None,
+    max_iter: int | None = None,
+    on_nonconvergence: str = "warn",
+) -> MagnitudeResult:
+    r"""Solve :math:`Z_t w = 1`: weights, magnitude and diagnostics.
+
+    Args:
+        x: points ``(..., n, d)`` (distances ``(..., n, n)`` with ``metric="precomputed"``).
+        t: a positive scale or a 1-d tensor of ``T`` scales.
+        metric: ``"euclidean"``, ``"l1"``, ``"cosine"`` (angular) or ``"precomputed"``.
+        mask: optional boolean ``(..., n)``; False marks padding (weight 0).
+        solver: ``"auto"`` (dense Cholesky here), ``"cholesky"``, ``"iterative_normalization"``,
+            ``"gradient_descent"``, or a :class:`~magtorch.solvers.Solver` instance.
+        rtol: relative residual tolerance (``None``: the solver's default).
+        max_iter: iteration cap of iterative solvers (``None``: the solver's default).
+        on_nonconvergence: ``"warn"`` (a :class:`~magtorch.ConvergenceWarning`) or ``"raise"``
+            (a :class:`~magtorch.ConvergenceError`) when a solve misses ``rtol``.
+
+    Returns:
+        :class:`MagnitudeResult` with ``weights (..., [T,] n)``, ``magnitude (..., [T])`` and
+        ``info`` (:class:`SolveInfo`).
+
+    Example:
+        >>> import torch, magtorch
+        >>> res = magtorch.solve(torch.tensor([[0.0], [1.0]], dtype=torch.float64), 1.0)
+        >>> float(res.magnitude), 2 / (1 + torch.exp(torch.tensor(-1.0)).item())
+        (1.4621171572600098, 1.4621171572600098)
+        >>> bool(res.info.converged)
+        True
+    """
+    prob, _, scalar, w, mag, report = _run(
+        x, t, metric, mask, solver, rtol, max_iter, on_nonconvergence
+    )
+
+    def shaped(value: Tensor, dtype: torch.dtype) -> Tensor:
+        value = value.squeeze(1) if scalar else value
+        return value.reshape((*prob.batch_shape, *value.shape[1:])).to(dtype)
+
+    info = SolveInfo(
+        method=prob.solver.name,
+        iterations=shaped(report.iterations, torch.int64),
+        residual=shaped(report.residual, prob.dtype),
+        converged=shaped(report.converged, torch.bool),
+        n_distinct=prob.n_distinct.reshape(prob.batch_shape),
+        positive_definite=None
+        if report.positive_definite is None
+        else shaped(report.positive_definite, torch.bool),
+        notes=list(dict.fromkeys(report.notes)),
+    )
+    return MagnitudeResult(prob.output(w, scalar), prob.output(mag, scalar), info)
+
+
+def weights(x: Tensor, t: ScaleLike, **kwargs) -> Tensor:
+    r"""The weighting :math:`w = Z_t^{-1} 1`: ``(..., n)`` or ``(..., T, n)``.
+
+    Keywords as in :func:`solve`.
+
+    Example:
+        >>> import torch, magtorch
+        >>> magtorch.weights(torch.tensor([[0.0], [1.0], [2.0]], dtype=torch.float64), 1.0)
+        tensor([0.7311, 0.4621, 0.7311], dtype=torch.float64)
+    """
+    return solve(x, t, **kwargs).weights
+
+
+def magnitude(x: Tensor, t: ScaleLike, **kwargs) -> Tensor:
+    r"""The magnitude :math:`\mathrm{Mag}(tX) = 1^\top Z_t^{-1} 1`: ``(...)`` or ``(..., T)``.
+
+    Keywords as in :func:`solve`. Differentiable in ``x`` and ``t``.
+
+    Example:
+        >>> import torch, magtorch
+        >>> x = torch.tensor([[0.0], [1.0], [3.0]], dtype=torch.float64)  # gaps 1 and 2
+        >>> magtorch.magnitude(x, torch.tensor([0.5, 2.0]))  # 1 + tanh(t/2) + tanh(t)
+        tensor([1.7070, 2.7256], dtype=torch.float64)
+    """
+    return solve(x, t, **kwargs).magnitude
+
+
+def positive_magnitude(x: Tensor, t: ScaleLike, **kwargs) -> Tensor:
+    r"""Positive magnitude :math:`\mathrm{PMag}(tX) = \sum_i \max(w_i, 0)`.
+
+    Example:
+        >>> import torch, magtorch
+        >>> x = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+        >>> bool(torch.isclose(magtorch.positive_magnitude(x, 1.0), magtorch.magnitude(x, 1.0)))
+        True
+    """
+    return weights(x, t, **kwargs).clamp_min(0).sum(-1)
+
+
+def _quadratic_form(prob: Problem, w: Tensor, t: Tensor) -> Tensor:
+    r""":math:`w^\top (D \circ Z_t) w` for ``w (N, T, n)`` and ``t (N, T)``; differentiable."""
+    num, scales, n = w.shape
+    flat_t = t.reshape(-1)
+    flat_w = w.reshape(num * scales, n)
+    size = problems_per_chunk(num * scales, n, prob.d.device)
+    parts = []
+    for start in range(0, num * scales, size):
+        p = torch.arange(start, min(start + size, num * scales), device=prob.d.device)
+        b = torch.div(p, scales, rounding_mode="floor")
+        d = prob.d.index_select(0, b)
+        z = build_similarity(prob.d, flat_t[p], prob.valid, index=b)
+        wp = flat_w[p]
+        parts.append(torch.einsum("pi,pij,pj->p", wp, d * z, wp))
+    return torch.cat(parts).view(num, scales)
+
+
+def magnitude_derivative(x: Tensor, t: ScaleLike, **kwargs) -> Tensor:
+    r"""The derivative :math:`\frac{d}{dt}\mathrm{Mag}(tX) = w^\top (D \circ Z_t)\, w`.
+
+    Closed form from the weighting (no finite differences); same shape as :func:`magnitude`.
+    Keywords as in :func:`solve`.
+
+    Example:
+        >>> import torch, magtorch
+        >>> x = torch.tensor([[0.0], [1.0]], dtype=torch.float64)  # Mag = 1 + tanh(t/2)
+        >>> exact = 0.5 / torch.cosh(torch.tensor(0.35, dtype=torch.float64)) ** 2
+        >>> bool(torch.isclose(magtorch.magnitude_derivative(x, 0.7), exact, rtol=1e-12))
+        True
+    """
+    prob, scales, scalar, w, _, _ = _run(x, t, **_solve_kwargs(kwargs))
+    return prob.output(_quadratic_form(prob, w, prob.expand_scales(scales)), scalar)
+
+
+def _solve_kwargs(kwargs: dict) -> dict:
+    defaults = {
+        "metric": "euclidean",
+        "mask": None,
+        "solver": "auto",
+        "rtol": None,
+        "max_iter": None,
+        "on_nonconvergence": "warn",
+    }
+    unknown = set(kwargs) - set(defaults)
+    if unknown:
+        raise MagtorchError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+    return {**defaults, **kwargs}
+
+
+def magnitude_function(
+    x: Tensor,
+    t: ScaleLike | None = None,
+    *,
+    n_scales: int = 64,
+    q: float = 0.95,
+    **kwargs,
+) -> MagnitudeFunction:
+    r"""The magnitude function :math:`t \mapsto \mathrm{Mag}(tX)` on a grid of scales.
+
+    Args:
+        x: points ``(..., n, d)``.
+        t: scales ``(T,)``; ``None`` chooses ``n_scales`` log-spaced scales from
+            ``1e-2 * t_conv`` to ``t_conv``, where ``t_conv`` is the largest
+            :func:`~magtorch.convergence_scale` (at fraction ``q``) over the batch.
+        n_scales: number of scales when ``t`` is ``None``.
+        q: convergence fraction used to choose the grid.
+        **kwargs: as in :func:`solve`.
+
+    Returns:
+        :class:`MagnitudeFunction` ``(t (T,), magnitude (..., T))``.
+
+    Example:
+        >>> import torch, magtorch
+        >>> f = magtorch.magnitude_function(torch.randn(50, 3, dtype=torch.float64), n_scales=8)
+        >>> f.t.shape, f.magnitude.shape
+        (torch.Size([8]), torch.Size([8]))
+    """
+    kwargs = _solve_kwargs(kwargs)
+    if t is None:
+        from .scales import convergence_scale
+
+        n_scales = check_positive_int(n_scales, "n_scales", minimum=2)
+        check_fraction(q, "q")
+        t_conv = convergence_scale(x, q, **kwargs).detach().to(torch.float64).max()
+        if not t_conv > 0:
+            raise MagtorchError("x has a single distinct point: its magnitude function is 1")
+        t = torch.logspace(-2, 0, n_scales, dtype=torch.float64, device=x.device) * t_conv
+    scales = as_scales(t, device=x.device)
+    if scales.dim() == 0:
+        scales = scales.reshape(1)
+    return MagnitudeFunction(scales.detach().to(x.dtype), magnitude(x, scales, **kwargs))
+
+
+def _cross_distances(z: Tensor, prob: Problem, x: Tensor, name: str = "z") -> Tensor:
+    """Distances ``(N, m, n)`` from query points ``z`` to the points of ``prob``."""
+    if prob.metric == "precomputed":
+        dz = check_points(z, name, precomputed=False).to(torch.float64)
+        if dz.shape[-1] != prob.n:
+            raise MagtorchError(
+                f"{name} must hold distances to the n={prob.n} points (last axis n) with "
+                f"metric='precomputed'; got shape {tuple(z.shape)}"
+            )
+    else:
+        z = check_points(z, name)
+        if z.shape[-1] != x.shape[-1]:
+            raise MagtorchError(
+                f"{name} must have x's number of features {x.shape[-1]}; got {z.shape[-1]}"
+            )
+        from ._validation import check_finite
+
+        check_finite(z, name)
+        dz = pairwise_distances(z.to(torch.float64), x.to(torch.float64), metric=prob.metric)
+    batch = prob.batch_shape
+    try:
+        dz = dz.expand(*batch, *dz.shape[-2:]) if dz.dim() - 2 < len(batch) else dz
+    except RuntimeError as err:
+        raise MagtorchError(
+            f"{name}'s batch shape {tuple(dz.shape[:-2])} does not match x's {tuple(batch)}"
+        ) from err
+    if dz.shape[:-2] != batch:
+        raise MagtorchError(
+            f"{name}'s batch shape {tuple(dz.shape[:-2])} does not match x's {tuple(batch)}"
+        )
+    return dz.reshape(prob.num_sets, dz.shape[-2], prob.n)
+
+
+def potential(z: Tensor, x: Tensor, t: ScaleLike, **kwargs) -> Tensor:
+    r"""Magnitude potential :math:`h_X(z) = \sum_j w_j e^{-t d(z, x_j)}` of each row of ``z``.
+
+    Args:
+        z: query points ``(..., m, d)`` (batch axes match ``x``'s or are absent); with
+            ``metric="precomputed"``, distances ``(..., m, n)`` from the queries to ``x``.
+        x: the reference set ``(..., n, d)``.
+        t: scale(s).
+        **kwargs: as in :func:`solve` (``mask`` masks ``x``).
+
+    Returns:
+        ``(..., m)`` or ``(..., T, m)``. Equals 1 on points of ``x``.
+
+    Example:
+        >>> import torch, magtorch
+        >>> x = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+        >>> magtorch.potential(torch.tensor([[0.0], [10.0]], dtype=torch.float64), x, 1.0)
+        tensor([1.0000e+00, 4.4573e-05], dtype=torch.float64)
+    """
+    prob, scales, scalar, w, _, _ = _run(x, t, **_solve_kwargs(kwargs))
+    dz = _cross_distances(z, prob, x)  # (N, m, n)
+    t2 = prob.expand_scales(scales)  # (N, T)
+    kernel = torch.exp(-t2[:, :, None, None] * dz.unsqueeze(1))  # (N, T, m, n)
+    kernel = kernel * prob.valid[:, None, None, :]
+    h = (kernel @ w.unsqueeze(-1)).squeeze(-1)  # (N, T, m)
+    return prob.output(h, scalar)
+
+
+def _loo(prob: Problem, t: Tensor) -> Tensor:
+    r"""Leave-one-out potentials ``(N, T, n)``: :math:`1 - w_i / P_{ii}` on distinct points."""
+    num, n = prob.active.shape
+    scales = t.shape[1]
+    flat_t = t.reshape(-1)
+    size = problems_per_chunk(num * scales, n, prob.d.device)
+    parts = []
+    for start in range(0, num * scales, size):
+        p = torch.arange(start, min(start + size, num * scales), device=prob.d.device)
+        b = torch.div(p, scales, rounding_mode="floor")
+        z = build_similarity(prob.d, flat_t[p], prob.active, index=b)
+        inv, singular = dense_inverse(z)
+        if bool(singular.any()):
+            raise MagtorchError(
+                "the similarity matrix is numerically singular at t="
+                f"{float(flat_t[p][singular][0]):.4g}: leave-one-out potentials are undefined"
+            )
+        w = inv.sum(-1)
+        parts.append(1.0 - w / inv.diagonal(dim1=-2, dim2=-1))
+    loo = torch.cat(parts).view(num, scales, n)
+    unique = (prob.active & (prob.counts == 1)).unsqueeze(1)
+    copies = (prob.valid & ~unique.squeeze(1)).unsqueeze(1)
+    loo = torch.where(unique, loo, torch.zeros((), dtype=loo.dtype, device=loo.device))
+    return torch.where(copies, torch.ones((), dtype=loo.dtype, device=loo.device), loo)
+
+
+def loo_potential(x: Tensor, t: ScaleLike, **kwargs) -> Tensor:
+    r"""Leave-one-out potentials :math:`h_{X \setminus \{i\}}(x_i) = 1 - w_i / P_{ii}`.
+
+    With :math:`P = Z_t^{-1}` (dense, ``O(n^3)``). A point with an exact duplicate in ``X`` gets
+    1 (removing one copy leaves the set unchanged); padded entries get 0. Also
+    :math:`\mathrm{Mag}(X) - \mathrm{Mag}(X \setminus \{i\}) = w_i^2 / P_{ii}`.
+
+    Args:
+        x: points ``(..., n, d)``.
+        t: scale(s).
+        **kwargs: ``metric``, ``mask`` (the solver keywords are accepted; the dense inverse is
+            always used).
+
+    Returns:
+        ``(..., n)`` or ``(..., T, n)``; differentiable.
+
+    Example:
+        >>> import torch, magtorch
+        >>> x = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+        >>> magtorch.loo_potential(x, 1.0)  # h_{x_2}(x_1) = e^{-1}
+        tensor([0.3679, 0.3679], dtype=torch.float64)
+    """
+    kw = _solve_kwargs(kwargs)
+    prob = prepare(x, **kw)
+    scales = as_scales(t, device=prob.d.device)
+    return prob.output(_loo(prob, prob.expand_scales(scales)), scales.dim() == 0)
+
+
+def _check_labels(labels: Tensor, n: int, name: str) -> Tensor:
+    if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.shape[0] != n:
+        shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+        raise MagtorchError(f"{name} must be a 1-d integer tensor of length {n}; got {shape}")
+    if labels.is_floating_point() or labels.is_complex():
+        raise MagtorchError(f"{name} must hold integer class labels; got dtype {labels.dtype}")
+    return labels
+
+
+def _class_batches(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Padded index matrix ``(C, M)`` of each class's members, its mask, and the classes."""
+    classes, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    order = torch.argsort(inverse, stable=True)
+    width = int(counts.max())
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(width, device=labels.device)
+    mask = slot.unsqueeze(0) < counts.unsqueeze(1)
+    pos = (starts.unsqueeze(1) + slot.unsqueeze(0)).clamp_max(labels.shape[0] - 1)
+    index = torch.where(mask, order[pos], torch.zeros_like(pos))
+    return index, mask, classes
+
+
+def _take(x: Tensor, index: Tensor, metric: str) -> Tensor:
+    """Rows ``index (C, M)`` of points ``(n, d)``, or the sub-matrices of distances ``(n, n)``."""
+    if metric == "precomputed":
+        return x[index.unsqueeze(-1), index.unsqueeze(-2)]
+    return x[index]
+
+
+def potential_ratio(
+    z: Tensor,
+    labels: Tensor,
+    t: ScaleLike,
+    *,
+    reference: Tensor | None = None,
+    reference_labels: Tensor | None = None,
+    metric: str = "euclidean",
+    **kwargs,
+) -> Tensor:
+    r"""Class-vs-all potential ratio :math:`r(z_i) = h_{X_c}(z_i) / h_X(z_i)`, ``c = labels[i]``.
+
+    Without ``reference``, ``X`` is ``z`` itself and both potentials leave :math:`z_i` out:
+    :math:`r(z_i) = h_{Z_c \setminus \{i\}}(z_i) / h_{Z \setminus \{i\}}(z_i)` (a class of size
+    one has class potential 0). With ``reference`` (e.g. training logits) and
+    ``reference_labels``, each row of ``z`` is scored against the reference set and its class,
+    without leaving anything out.
+
+    Args:
+        z: points ``(n, d)`` (e.g. logits); distances ``(n, n)`` with ``metric="precomputed"``
+            and no reference.
+        labels: ``(n,)`` integer classes of ``z``.
+        t: scale(s).
+        reference: optional reference points ``(n_ref, d)``.
+        reference_labels: ``(n_ref,)`` classes of ``reference``.
+        metric: as in :func:`pairwise_distances`.
+        **kwargs: solver keywords as in :func:`solve`.
+
+    Returns:
+        ``(n,)`` or ``(T, n)``.
+
+    Example:
+        >>> import torch, magtorch
+        >>> z = torch.tensor([[0.0], [0.1], [5.0], [5.1]], dtype=torch.float64)
+        >>> r = magtorch.potential_ratio(z, torch.tensor([0, 0, 1, 1]), 1.0)
+        >>> bool((r > 0.99).all())  # each point's potential comes from its own class
+        True
+    """
+    kw = _solve_kwargs({**kwargs, "metric": metric})
+    if "mask" in kwargs:
+        raise MagtorchError("potential_ratio takes no mask: pass only the real points")
+    z = check_points(z, "z", precomputed=metric == "precomputed" and reference is None)
+    if z.dim() != 2:
+        raise MagtorchError(f"z must be unbatched (n, d); got shape {tuple(z.shape)}")
+    labels = _check_labels(labels, z.shape[0], "labels")
+    if reference is None:
+        if reference_labels is not None:
+            raise MagtorchError("reference_labels given without reference")
+        every = loo_potential(z, t, **kw)
+        index, mask, _ = _class_batches(labels)
+        per_class = loo_potential(_take(z, index, metric), t, **{**kw, "mask": mask})
+        # per_class: (C, [T,] M) -> scatter back to (..., n)
+        if per_class.dim() == 3:
+            per_class = per_class.transpose(0, 1)  # (T, C, M)
+        flat = per_class.reshape(*per_class.shape[:-2], -1)
+        out = torch.zeros_like(every)
+        out[..., index[mask]] = flat[..., mask.reshape(-1)]
+        return out / every
+    if reference_labels is None:
+        raise MagtorchError("reference_labels is required with reference")
+    reference = check_points(reference, "reference")
+    if reference.dim() != 2:
+        raise MagtorchError(f"reference must be (n_ref, d); got shape {tuple(reference.shape)}")
+    reference_labels = _check_labels(reference_labels, reference.shape[0], "reference_labels")
+    every = potential(z, reference, t, **kw)
+    index, mask, classes = _class_batches(reference_labels)
+    w_class = weights(_take(reference, index, metric), t, **{**kw, "mask": mask})
+    if w_class.dim() == 3:
+        w_class = w_class.transpose(0, 1)  # (T, C, M)
+    w_ref = torch.zeros(
+        *w_class.shape[:-2], reference.shape[0], dtype=w_class.dtype, device=w_class.device
+    )
+    w_ref[..., index[mask]] = w_class.reshape(*w_class.shape[:-2], -1)[..., mask.reshape(-1)]
+    same = (labels.unsqueeze(1) == reference_labels.unsqueeze(0)).to(torch.float64)
+    scales = as_scales(t, device=z.device)
+    d = pairwise_distances(z.to(torch.float64), reference.to(torch.float64), metric=metric)
+    if scales.dim() == 0:
+        kernel = torch.exp(-scales * d) * same
+        own = kernel @ w_ref.to(torch.float64)
+    else:
+        kernel = torch.exp(-scales[:, None, None] * d.unsqueeze(0)) * same
+        own = (kernel @ w_ref.to(torch.float64).unsqueeze(-1)).squeeze(-1)
+    del classes
+    return own.to(every.dtype) / every

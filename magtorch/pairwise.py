@@ -1,0 +1,139 @@
+r"""Pairwise distances, exact at zero, batched and differentiable.
+
+For point clouds ``x`` of shape ``(..., n, d)`` and ``y`` of shape ``(..., m, d)`` (batch axes
+broadcast), :func:`pairwise_distances` returns ``D[..., i, j] = d(x_i, y_j)`` of shape
+``(..., n, m)`` for
+
+* ``"euclidean"``: :math:`\|x_i - y_j\|_2`,
+* ``"l1"`` (aliases ``"cityblock"``, ``"manhattan"``): :math:`\|x_i - y_j\|_1`,
+* ``"cosine"`` (alias ``"angular"``): the angular distance on the sphere
+  :math:`\arccos\big(\langle x_i, y_j\rangle / \|x_i\|\|y_j\|\big) \in [0, \pi]`, a metric
+  (unlike ``1 - cos``), computed as
+  :math:`2\,\mathrm{atan2}(\|\hat x - \hat y\|, \|\hat x + \hat y\|)`, accurate near 0 and
+  :math:`\pi`,
+* ``"precomputed"``: ``x`` already is a distance matrix ``(..., n, n)``; it is validated
+  (square, finite, non-negative, symmetric, zero diagonal) and returned.
+
+Distances are **exact at zero**: ``torch.cdist``'s default matrix-product path computes
+``|x|^2 + |y|^2 - 2<x, y>`` and leaves ~1e-8 on the diagonal, which makes ``Mag(tX)`` exceed ``n``
+at large ``t``. We always use the direct difference path; gradients at zero distance are zero
+(a subgradient), never NaN.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._validation import ScaleLike, as_scales, check_finite, check_mask, check_metric, check_points
+from .errors import MagtorchError
+
+__all__ = ["pairwise_distances", "similarity_matrix"]
+
+_EXACT = "donot_use_mm_for_euclid_dist"
+
+
+def _angular(x: Tensor, y: Tensor) -> Tensor:
+    xn = x.norm(dim=-1, keepdim=True)
+    yn = y.norm(dim=-1, keepdim=True)
+    if bool((xn == 0).any()) or bool((yn == 0).any()):
+        raise MagtorchError("metric='cosine' is undefined for zero vectors; remove them first")
+    xu, yu = x / xn, y / yn
+    chord = torch.cdist(xu, yu, compute_mode=_EXACT)
+    antichord = torch.cdist(xu, -yu, compute_mode=_EXACT)
+    return 2.0 * torch.atan2(chord, antichord)
+
+
+def check_distance_matrix(d: Tensor, name: str = "x") -> Tensor:
+    """Validate a precomputed distance matrix ``(..., n, n)`` and return it."""
+    d = check_points(d, name, precomputed=True)
+    check_finite(d, name)
+    if bool((d < 0).any()):
+        raise MagtorchError(f"{name} (metric='precomputed') has negative distances")
+    if bool((d.diagonal(dim1=-2, dim2=-1) != 0).any()):
+        raise MagtorchError(f"{name} (metric='precomputed') must have a zero diagonal")
+    scale = d.abs().amax(dim=(-2, -1), keepdim=True).clamp_min(1e-300)
+    asym = ((d - d.transpose(-2, -1)).abs() / scale).amax()
+    if bool(asym > 1e-10):
+        raise MagtorchError(
+            f"{name} (metric='precomputed') must be symmetric; max relative asymmetry "
+            f"{float(asym):.3g}"
+        )
+    return d
+
+
+def pairwise_distances(x: Tensor, y: Tensor | None = None, *, metric: str = "euclidean") -> Tensor:
+    """Distances between the rows of ``x`` and ``y`` (``y=None``: ``x`` with itself).
+
+    Args:
+        x: points ``(..., n, d)``, or a distance matrix ``(..., n, n)`` with
+            ``metric="precomputed"``.
+        y: points ``(..., m, d)``; batch axes broadcast with ``x``'s.
+        metric: ``"euclidean"``, ``"l1"``, ``"cosine"`` (angular) or ``"precomputed"``.
+
+    Returns:
+        ``(..., n, m)`` distances, in ``x``'s dtype and device, differentiable.
+
+    Example:
+        >>> import torch, magtorch
+        >>> x = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+        >>> magtorch.pairwise_distances(x)
+        tensor([[0., 5.],
+                [5., 0.]])
+    """
+    metric = check_metric(metric)
+    if metric == "precomputed":
+        if y is not None:
+            raise MagtorchError("y must be None with metric='precomputed' (x is the matrix)")
+        return check_distance_matrix(x)
+    x = check_points(x, "x")
+    y = x if y is None else check_points(y, "y")
+    if x.shape[-1] != y.shape[-1]:
+        raise MagtorchError(
+            f"x and y must have the same number of features; got {x.shape[-1]} and {y.shape[-1]}"
+        )
+    if metric == "euclidean":
+        return torch.cdist(x, y, p=2.0, compute_mode=_EXACT)
+    if metric == "l1":
+        return torch.cdist(x, y, p=1.0)
+    return _angular(x, y)
+
+
+def similarity_matrix(
+    x: Tensor,
+    t: ScaleLike,
+    *,
+    metric: str = "euclidean",
+    mask: Tensor | None = None,
+) -> Tensor:
+    r"""The similarity matrix :math:`Z_t[i, j] = \exp(-t\, d(x_i, x_j))`.
+
+    Args:
+        x: points ``(..., n, d)`` (or distances ``(..., n, n)`` with ``metric="precomputed"``).
+        t: a positive scale, or a 1-d tensor of ``T`` scales.
+        metric: see :func:`pairwise_distances`.
+        mask: optional boolean ``(..., n)``; padded points (False) get identity rows/columns.
+
+    Returns:
+        ``(..., n, n)`` for a scalar ``t``, ``(..., T, n, n)`` for ``T`` scales.
+
+    Example:
+        >>> import torch, magtorch
+        >>> z = magtorch.similarity_matrix(torch.tensor([[0.0], [1.0]]), 2.0)
+        >>> torch.allclose(z[0, 1], torch.exp(torch.tensor(-2.0)))
+        True
+    """
+    d = pairwise_distances(x, metric=metric)
+    mask = check_mask(mask, d.shape[:-1])
+    scales = as_scales(t, device=d.device).to(d.dtype)
+    if scales.dim() == 1:
+        d = d.unsqueeze(-3)
+        scales = scales[:, None, None]
+    z = torch.exp(-scales * d)
+    if mask is not None:
+        pair = mask.unsqueeze(-1) & mask.unsqueeze(-2)
+        if scales.dim() == 3:
+            pair = pair.unsqueeze(-3)
+        eye = torch.eye(z.shape[-1], dtype=z.dtype, device=z.device)
+        z = torch.where(pair, z, eye)
+    return z
