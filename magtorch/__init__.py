@@ -14,7 +14,13 @@ Example:
 """
 
 from ._memory import memory_budget, set_memory_budget
-from .errors import ConvergenceError, ConvergenceWarning, MagtorchError, MemoryBudgetError
+from .errors import (
+    ConvergenceError,
+    ConvergenceWarning,
+    MagnitudeWarning,
+    MagtorchError,
+    MemoryBudgetError,
+)
 from .magnitude import (
     MagnitudeFunction,
     MagnitudeResult,
@@ -47,6 +53,7 @@ __all__ = [
     "MagnitudeDimension",
     "MagnitudeFunction",
     "MagnitudeResult",
+    "MagnitudeWarning",
     "MagtorchError",
     "MemoryBudgetError",
     "SolveInfo",

@@ -67,8 +67,17 @@ def dense_bytes_per_problem(n: int) -> int:
     return BYTES_PER_ENTRY * n * n
 
 
+#: On CPU, problems are processed in chunks of about this many matrix bytes: large batched
+#: temporaries cost page faults and cache misses, and LAPACK gains nothing from batching there.
+CPU_CHUNK_BYTES = 64 * 1024**2
+
+
 def problems_per_chunk(num_problems: int, n: int, device: torch.device) -> int:
-    """How many stacked ``n x n`` problems fit in the budget at once (>= 1), else raise."""
+    """How many stacked ``n x n`` problems to process at once (>= 1); raise if one cannot fit.
+
+    CUDA: as many as the memory budget allows (batched kernels pay off). CPU: about
+    ``CPU_CHUNK_BYTES`` of matrices per chunk.
+    """
     budget = memory_budget(device)
     per = dense_bytes_per_problem(n)
     if per > budget:
@@ -79,4 +88,7 @@ def problems_per_chunk(num_problems: int, n: int, device: torch.device) -> int:
             f"(e.g. magtorch.subset), use a matrix-free solver when available, or raise the "
             f"budget with magtorch.set_memory_budget(bytes) / MAGTORCH_MEMORY_BUDGET"
         )
-    return max(1, min(num_problems, budget // per))
+    size = budget // per
+    if device.type != "cuda":
+        size = min(size, max(1, CPU_CHUNK_BYTES // (8 * n * n)))
+    return max(1, min(num_problems, size))

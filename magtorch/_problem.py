@@ -9,7 +9,6 @@ any scales ``t (N, T)``, so scale searches reuse the distances.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +25,14 @@ from ._validation import (
     check_tolerance,
 )
 from .autograd import MagnitudeSolve, SolveConfig, SolveReport
-from .errors import ConvergenceError, ConvergenceWarning, MagtorchError, MemoryBudgetError
+from .errors import (
+    ConvergenceError,
+    ConvergenceWarning,
+    MagnitudeWarning,
+    MagtorchError,
+    MemoryBudgetError,
+    warn_user,
+)
 from .pairwise import check_distance_matrix, pairwise_distances
 from .solvers.base import Solver, available_solvers, get_solver
 
@@ -96,13 +102,14 @@ class Problem:
                 f"missed rtol={self.rtol:g} (worst relative residual {worst:.3g}; at t="
                 f"{', '.join(f'{s:.4g}' for s in scales)}{'...' if failed.sum() > 5 else ''})"
             )
-            if report.notes:
-                message += ". " + "; ".join(dict.fromkeys(report.notes))
+            remarks = report.notes + report.warnings
+            if remarks:
+                message += ". " + "; ".join(dict.fromkeys(remarks))
             if self.on_nonconvergence == "raise":
                 raise ConvergenceError(message)
-            warnings.warn(message, ConvergenceWarning, stacklevel=4)
-        elif report.notes:
-            warnings.warn("; ".join(dict.fromkeys(report.notes)), ConvergenceWarning, stacklevel=4)
+            warn_user(message, ConvergenceWarning)
+        elif report.warnings:
+            warn_user("; ".join(dict.fromkeys(report.warnings)), MagnitudeWarning)
 
     def expand_scales(self, t: Tensor) -> Tensor:
         """``(T,)`` or 0-d scales -> ``(N, T)``."""

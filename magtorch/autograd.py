@@ -61,6 +61,7 @@ class SolveReport:
     converged: Tensor | None = None
     positive_definite: Tensor | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def spread(w_red: Tensor, rep: Tensor, counts: Tensor) -> Tensor:
@@ -114,6 +115,7 @@ def solve_stacked(
         elif positive_definite is not None:
             positive_definite[p] = out.positive_definite
         report.notes.extend(out.notes)
+        report.warnings.extend(out.warnings)
     report.iterations = iterations.view(num, scales)
     report.residual = residual.view(num, scales)
     report.converged = converged.view(num, scales)
@@ -139,23 +141,36 @@ def _adjoint_solve(d: Tensor, t: Tensor, active: Tensor, g: Tensor) -> Tensor:
 def implicit_gradient(
     d: Tensor, t: Tensor, valid: Tensor, u: Tensor, w: Tensor, need_d: bool, need_t: bool
 ) -> tuple[Tensor | None, Tensor | None]:
-    """``(dL/dD, dL/dt)`` from the adjoint ``u`` and weights ``w`` (both ``(N, T, n)``)."""
+    """``(dL/dD, dL/dt)`` from the adjoint ``u`` and weights ``w`` (both ``(N, T, n)``).
+
+    Per chunk of problems: ``G = Z o (u w^T)`` built in place on a fresh ``Z``; ``dL/dt`` is the
+    inner product of ``G`` with ``D``; ``t G`` accumulates into ``dL/dD``, symmetrised once at the
+    end (the sum over ``T`` of the symmetrised terms equals the symmetrised sum).
+    """
     num, n = valid.shape
     scales = t.shape[1]
-    grad_d = torch.zeros_like(d) if need_d else None
+    acc = torch.zeros_like(d) if need_d else None
     grad_t = torch.zeros(num * scales, dtype=d.dtype, device=d.device) if need_t else None
     flat_t = t.reshape(-1)
     flat_u = u.reshape(num * scales, n)
     flat_w = w.reshape(num * scales, n)
     for p, b, _ in _problem_chunks(num, n, d.device, scales):
-        z = build_similarity(d, flat_t[p], valid, index=b)
-        uw = flat_u[p].unsqueeze(-1) * flat_w[p].unsqueeze(-2)
-        g = z.mul_(uw + uw.transpose(-2, -1)).mul_(0.5)
-        del uw
+        g = build_similarity(d, flat_t[p], valid, index=b)
+        g.mul_(flat_u[p].unsqueeze(-1)).mul_(flat_w[p].unsqueeze(-2))
+        one_set = b.numel() == 1 or bool((b == b[0]).all())
         if grad_t is not None:
-            grad_t[p] = (g * d.index_select(0, b)).sum((-2, -1))
-        if grad_d is not None:
-            grad_d.index_add_(0, b, g.mul_(flat_t[p][:, None, None]))
+            if one_set:
+                grad_t[p] = g.view(len(p), -1) @ d[b[0]].reshape(-1)
+            else:
+                grad_t[p] = (g * d.index_select(0, b)).sum((-2, -1))
+        if acc is not None:
+            g.mul_(flat_t[p][:, None, None])
+            if one_set:
+                acc[b[0]] += g.sum(0) if len(p) > 1 else g[0]
+            else:
+                acc.index_add_(0, b, g)
+        del g
+    grad_d = None if acc is None else 0.5 * (acc + acc.transpose(-2, -1))
     return grad_d, None if grad_t is None else grad_t.view(num, scales)
 
 

@@ -1,14 +1,24 @@
 """Error and warning types raised by magtorch.
 
 Every bad input raises :class:`MagtorchError` (a :class:`ValueError`) where it enters, with a
-message that names the argument, the value and what is allowed. Solves that miss their tolerance emit a
-:class:`ConvergenceWarning` or raise a :class:`ConvergenceError`, as the caller chose with
-``on_nonconvergence``.
+message that names the argument, the value and what is allowed. Solves that miss their
+tolerance emit a :class:`ConvergenceWarning` or raise a :class:`ConvergenceError`, as the caller
+chose with ``on_nonconvergence``.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConvergenceError", "ConvergenceWarning", "MagtorchError", "MemoryBudgetError"]
+import os
+import sys
+import warnings
+
+__all__ = [
+    "ConvergenceError",
+    "ConvergenceWarning",
+    "MagnitudeWarning",
+    "MagtorchError",
+    "MemoryBudgetError",
+]
 
 
 class MagtorchError(ValueError):
@@ -25,3 +35,20 @@ class ConvergenceError(MagtorchError):
 
 class ConvergenceWarning(UserWarning):
     """An iterative solve missed its tolerance (``on_nonconvergence="warn"``, the default)."""
+
+
+class MagnitudeWarning(UserWarning):
+    """A solve succeeded but its result needs attention (e.g. an indefinite ``Z``)."""
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def warn_user(message: str, category: type[Warning]) -> None:
+    """Emit a warning attributed to the first caller outside magtorch (the user's line)."""
+    level = 1
+    frame = sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

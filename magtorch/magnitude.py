@@ -31,7 +31,7 @@ from ._problem import Problem, prepare
 from ._validation import ScaleLike, as_scales, check_fraction, check_points, check_positive_int
 from .autograd import SolveReport
 from .errors import MagtorchError
-from .operators import build_similarity
+from .operators import build_similarity, select_sets
 from .pairwise import pairwise_distances
 from .solvers.base import Solver
 from .solvers.dense import dense_inverse
@@ -168,7 +168,7 @@ def solve(
         positive_definite=None
         if report.positive_definite is None
         else shaped(report.positive_definite, torch.bool),
-        notes=list(dict.fromkeys(report.notes)),
+        notes=list(dict.fromkeys(report.notes + report.warnings)),
     )
     return MagnitudeResult(prob.output(w, scalar), prob.output(mag, scalar), info)
 
@@ -222,7 +222,7 @@ def _quadratic_form(prob: Problem, w: Tensor, t: Tensor) -> Tensor:
     for start in range(0, num * scales, size):
         p = torch.arange(start, min(start + size, num * scales), device=prob.d.device)
         b = torch.div(p, scales, rounding_mode="floor")
-        d = prob.d.index_select(0, b)
+        d = select_sets(prob.d, b)
         z = build_similarity(prob.d, flat_t[p], prob.valid, index=b)
         wp = flat_w[p]
         parts.append(torch.einsum("pi,pij,pj->p", wp, d * z, wp))

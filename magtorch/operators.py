@@ -20,7 +20,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-__all__ = ["DenseSimilarity", "SimilarityOperator", "build_similarity"]
+__all__ = ["DenseSimilarity", "SimilarityOperator", "build_similarity", "select_sets"]
 
 
 class SimilarityOperator(Protocol):
@@ -46,6 +46,13 @@ class SimilarityOperator(Protocol):
         ...
 
 
+def select_sets(d: Tensor, index: Tensor) -> Tensor:
+    """``d[index]`` without a copy when all of ``index`` names one set (a broadcast view)."""
+    if index.numel() == 1 or bool((index == index[0]).all()):
+        return d[index[0]].expand(index.numel(), *d.shape[1:])
+    return d.index_select(0, index)
+
+
 def build_similarity(
     d: Tensor, t: Tensor, active: Tensor | None, index: Tensor | None = None
 ) -> Tensor:
@@ -63,13 +70,13 @@ def build_similarity(
         record it.
     """
     if index is not None:
-        d = d.index_select(0, index)
+        d = select_sets(d, index)
         active = None if active is None else active.index_select(0, index)
     scale = (-t)[:, None, None]
     if torch.is_grad_enabled() and (d.requires_grad or t.requires_grad):
         z = torch.exp(d * scale)
     else:
-        z = d.mul(scale) if index is None else d.mul_(scale)
+        z = torch.mul(d, scale)
         z.exp_()
     if active is not None and not bool(active.all()):
         pair = active.unsqueeze(-1) & active.unsqueeze(-2)

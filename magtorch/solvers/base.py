@@ -45,7 +45,10 @@ class SolverOutput:
         converged: ``(P,)`` bool; False where the tolerance was missed.
         positive_definite: ``(P,)`` bool where the solver could tell (a Cholesky factorisation
             succeeded or an eigendecomposition was taken), else ``None``.
-        notes: human-readable remarks (fallbacks taken, biases) for the caller's report.
+        notes: remarks for ``info.notes`` (fallbacks taken, biases).
+        warnings: remarks the user must hear even when every solve converged (e.g. an
+            indefinite ``Z``: the magnitude is valid but may be negative); emitted as
+            :class:`~magtorch.MagnitudeWarning`.
     """
 
     weights: Tensor
@@ -54,6 +57,7 @@ class SolverOutput:
     converged: Tensor
     positive_definite: Tensor | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def relative_residual(op: SimilarityOperator, w: Tensor, b: Tensor) -> Tensor:

@@ -36,20 +36,25 @@ class CholeskySolver(Solver):
         residual = relative_residual(op, sol.weights, b)
         converged = ~sol.singular & (residual <= rtol)
         notes: list[str] = []
-        n_eigh = int((sol.stage == 3).sum())
-        if n_eigh:
-            indefinite = int((~sol.positive_definite & ~sol.singular).sum())
-            singular = int(sol.singular.sum())
-            cond = float(sol.condition[sol.stage == 3].nan_to_num(float("inf")).max())
-            notes.append(
-                f"{n_eigh} problem(s) not positive definite in float64: solved by "
-                f"eigendecomposition ({indefinite} indefinite, {singular} numerically singular "
-                f"-> NaN; largest condition number {cond:.3g})"
-            )
-        if int((sol.stage == 2).sum()) and self.mixed_precision and op.shape[1] >= 256:
+        warnings: list[str] = []
+        if bool((sol.stage == 2).any()) and self.mixed_precision and op.shape[1] >= 256:
             notes.append(
                 f"{int((sol.stage == 2).sum())} problem(s) too ill-conditioned for the float32 "
                 "factor: solved in float64"
+            )
+        indefinite = ~sol.positive_definite & ~sol.singular
+        if bool(indefinite.any()):
+            cond = float(sol.condition[indefinite].max())
+            warnings.append(
+                f"Z_t is indefinite for {int(indefinite.sum())} problem(s) (the metric is not of "
+                f"negative type at these scales): solved by eigendecomposition (condition number "
+                f"up to {cond:.3g}); the magnitude is defined but weights and magnitude may be "
+                "negative"
+            )
+        if bool(sol.singular.any()):
+            notes.append(
+                f"Z_t is numerically singular for {int(sol.singular.sum())} problem(s): the "
+                "magnitude is undefined there (NaN)"
             )
         return SolverOutput(
             weights=sol.weights,
@@ -58,4 +63,5 @@ class CholeskySolver(Solver):
             converged=converged,
             positive_definite=sol.positive_definite,
             notes=notes,
+            warnings=warnings,
         )

@@ -115,32 +115,39 @@ def dense_solve(z: Tensor, b: Tensor, *, mixed_precision: bool = True) -> DenseS
     condition = torch.full((num,), float("nan"), dtype=torch.float64, device=b.device)
     todo = torch.ones(num, dtype=torch.bool, device=b.device)
 
+    def pending() -> tuple[Tensor, Tensor, Tensor]:
+        """Indices still to solve and their matrices/right-hand sides (no copy when all)."""
+        idx = todo.nonzero().squeeze(-1)
+        if idx.numel() == num:
+            return idx, z, b
+        return idx, z[idx], b[idx]
+
     if mixed_precision and n >= MIXED_PRECISION_MIN_N:
         factor32, info = torch.linalg.cholesky_ex(z.to(torch.float32))
-        first = info == 0
-        if bool(first.any()):
-            idx = first.nonzero().squeeze(-1)
-            wi, iters, ok = _pcg_refine(z[idx], b[idx], factor32[idx])
-            del factor32
-            good = idx[ok]
-            w[good] = wi[ok]
-            iterations[idx] = iters
-            stage[good] = 1
-            todo[good] = False
+        if bool((info == 0).any()):
+            idx, zz, bb = pending()
+            wi, iters, ok = _pcg_refine(zz, bb, factor32)
+            ok &= info == 0
+            w[idx[ok]] = wi[ok]
+            iterations[idx] = torch.where(info == 0, iters, 0)
+            stage[idx[ok]] = 1
+            todo[idx[ok]] = False
+        del factor32
 
     if bool(todo.any()):
-        idx = todo.nonzero().squeeze(-1)
-        factor, info = torch.linalg.cholesky_ex(z[idx])
+        idx, zz, bb = pending()
+        factor, info = torch.linalg.cholesky_ex(zz)
         ok = info == 0
-        good = idx[ok]
-        if good.numel():
-            w[good] = torch.cholesky_solve(b[good].unsqueeze(-1), factor[ok]).squeeze(-1)
-            stage[good] = 2
-            todo[good] = False
+        if bool(ok.any()):
+            wi = torch.cholesky_solve(bb.unsqueeze(-1), factor).squeeze(-1)
+            w[idx[ok]] = wi[ok]
+            stage[idx[ok]] = 2
+            todo[idx[ok]] = False
+        del factor
 
     if bool(todo.any()):
-        idx = todo.nonzero().squeeze(-1)
-        wi, pd, sing, cond = _eigh_solve(z[idx], b[idx])
+        idx, zz, bb = pending()
+        wi, pd, sing, cond = _eigh_solve(zz, bb)
         w[idx] = wi
         positive_definite[idx] = pd
         singular[idx] = sing
