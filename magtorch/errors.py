@@ -46,7 +46,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 def warn_user(message: str, category: type[Warning]) -> None:
     """Emit a warning attributed to the first caller outside magtorch (the user's line)."""
-    level = 1
+    level = 2
     frame = sys._getframe(1)
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
         frame = frame.f_back

@@ -144,9 +144,9 @@ def solve(
         ``info`` (:class:`SolveInfo`).
 
     Example:
-        >>> import torch, magtorch
+        >>> import math, torch, magtorch
         >>> res = magtorch.solve(torch.tensor([[0.0], [1.0]], dtype=torch.float64), 1.0)
-        >>> float(res.magnitude), 2 / (1 + torch.exp(torch.tensor(-1.0)).item())
+        >>> float(res.magnitude), 2 / (1 + math.exp(-1.0))
         (1.4621171572600098, 1.4621171572600098)
         >>> bool(res.info.converged)
         True
@@ -355,7 +355,7 @@ def potential(z: Tensor, x: Tensor, t: ScaleLike, **kwargs) -> Tensor:
         >>> import torch, magtorch
         >>> x = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
         >>> magtorch.potential(torch.tensor([[0.0], [10.0]], dtype=torch.float64), x, 1.0)
-        tensor([1.0000e+00, 4.4573e-05], dtype=torch.float64)
+        tensor([1.0000e+00, 1.2341e-04], dtype=torch.float64)
     """
     prob, scales, scalar, w, _, _ = _run(x, t, **_solve_kwargs(kwargs))
     dz = _cross_distances(z, prob, x)  # (N, m, n)

@@ -86,11 +86,13 @@ def _convergence_scale(prob: Problem, q: float, max_steps: int = 100) -> Tensor:
             f = mag[:, 0] - target
             lo = torch.where(f < 0, s, lo)
             hi = torch.where(f >= 0, s, hi)
+            solved = (f.abs() <= 1e-14 * target) | single
             newton = s - f / slope[:, 0]
-            inside = (newton > lo) & (newton < hi) & torch.isfinite(newton)
+            inside = (newton >= lo) & (newton <= hi) & torch.isfinite(newton)
             s_new = torch.where(inside, newton, 0.5 * (lo + hi))
-            done = ((s_new - s).abs() < 1e-13) | (f.abs() <= 1e-14 * target) | single
-            s = torch.where(single, s, s_new)
+            s_new = torch.where(solved, s, s_new)
+            done = solved | ((s_new - s).abs() < 1e-14)
+            s = s_new
             if bool(done.all()):
                 break
     return torch.where(single, torch.zeros_like(s), s.exp())
@@ -304,8 +306,10 @@ def magnitude_difference(
     Example:
         >>> import torch, magtorch
         >>> x = torch.randn(30, 2, dtype=torch.float64)
-        >>> float(magtorch.magnitude_difference(x, x.flip(0)))
+        >>> float(magtorch.magnitude_difference(x, x))
         0.0
+        >>> bool(magtorch.magnitude_difference(x, 2 * x) > 0)
+        True
     """
     kw = _solve_kwargs(kwargs)
     px = prepare(x, **kw)
