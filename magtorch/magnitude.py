@@ -28,7 +28,14 @@ from torch import Tensor
 
 from ._memory import problems_per_chunk
 from ._problem import Problem, prepare
-from ._validation import ScaleLike, as_scales, check_fraction, check_points, check_positive_int
+from ._validation import (
+    ScaleLike,
+    as_scales,
+    check_finite,
+    check_fraction,
+    check_points,
+    check_positive_int,
+)
 from .autograd import SolveReport
 from .errors import MagtorchError
 from .operators import build_similarity, select_sets
@@ -320,8 +327,6 @@ def _cross_distances(z: Tensor, prob: Problem, x: Tensor, name: str = "z") -> Te
             raise MagtorchError(
                 f"{name} must have x's number of features {x.shape[-1]}; got {z.shape[-1]}"
             )
-        from ._validation import check_finite
-
         check_finite(z, name)
         dz = pairwise_distances(z.to(torch.float64), x.to(torch.float64), metric=prob.metric)
     batch = prob.batch_shape

@@ -87,7 +87,12 @@ def pairwise_distances(x: Tensor, y: Tensor | None = None, *, metric: str = "euc
             raise MagtorchError("y must be None with metric='precomputed' (x is the matrix)")
         return check_distance_matrix(x)
     x = check_points(x, "x")
-    y = x if y is None else check_points(y, "y")
+    check_finite(x, "x")
+    if y is None:
+        y = x
+    else:
+        y = check_points(y, "y")
+        check_finite(y, "y")
     if x.shape[-1] != y.shape[-1]:
         raise MagtorchError(
             f"x and y must have the same number of features; got {x.shape[-1]} and {y.shape[-1]}"

@@ -126,7 +126,7 @@ def plot_magnitude_functions(
         ax.axhline(q, color="0.4", ls="--", lw=0.8, label=f"Mag/n = {q:g}")
     ax.set_xscale("log")
     ax.set_xlabel("scale t")
-    ax.set_ylabel("Mag(tX) / n" if normalise else "Mag(tX)")
+    ax.set_ylabel("Mag(tX) / n   (n: distinct points)" if normalise else "Mag(tX)")
     if normalise:
         ax.set_ylim(0.0, 1.02)
     if title:

@@ -59,10 +59,14 @@ def _mag_and_slope(prob: Problem, t: Tensor, derivative: bool) -> tuple[Tensor, 
 
 
 def _convergence_scale(prob: Problem, q: float, max_steps: int = 100) -> Tensor:
-    """Per-set ``t`` with ``Mag(tX) = q * n_distinct`` (0 for a single distinct point)."""
+    """Per-set ``t`` with ``Mag(tX) = q * n_distinct``.
+
+    0 where the target is at most 1 (``Mag(tX) -> 1`` as ``t -> 0``): a single distinct point,
+    or ``q <= 1 / n``.
+    """
     num = prob.num_sets
     target = q * prob.n_distinct.to(torch.float64)
-    single = prob.n_distinct <= 1
+    single = target <= 1.0
     dmax = prob.d.detach().amax(dim=(-2, -1)).clamp_min(1e-300)
     log_t = (-torch.log(dmax)).clone()  # t = 1 / diameter: Mag is well below q n there
     lo = torch.full((num,), -math.inf, dtype=torch.float64, device=prob.d.device)
@@ -78,7 +82,10 @@ def _convergence_scale(prob: Problem, q: float, max_steps: int = 100) -> Tensor:
             go_down = torch.isfinite(hi) & ~torch.isfinite(lo)
             log_t = torch.where(go_down, log_t - math.log(2.0), log_t + math.log(2.0))
         else:
-            raise MagtorchError("convergence_scale: could not bracket Mag(tX) = q n")
+            raise MagtorchError(
+                f"convergence_scale: Mag(tX) = q * n (q={q}) was not bracketed for t in "
+                f"[2^-{max_steps}, 2^{max_steps}] / diameter; is the metric of negative type?"
+            )
         s = 0.5 * (lo + hi)
         s = torch.where(single, torch.zeros_like(s), s)
         for _ in range(max_steps):  # safeguarded Newton in log t
@@ -104,8 +111,8 @@ def convergence_scale(x: Tensor, q: float = 0.95, **kwargs) -> Tensor:
     Brackets the root by doubling ``t`` from ``1 / diameter``, then takes safeguarded Newton
     steps in :math:`\log t` with the analytic derivative (quadratic convergence, typically
     5-10 solves). The result is the first crossing on the doubling grid; for magnitude functions
-    that are not monotone a smaller crossing inside the bracket is possible. Returns 0 for a set
-    with a single distinct point (its magnitude is always 1).
+    that are not monotone a smaller crossing inside the bracket is possible. Returns 0 where
+    ``q * n <= 1`` (e.g. a single distinct point): magnitude tends to 1 as ``t -> 0``.
 
     Args:
         x: points ``(..., n, d)``.
@@ -185,7 +192,10 @@ def magnitude_dimension(
             n_scales = check_positive_int(n_scales, "n_scales", minimum=3)
             t_conv = _convergence_scale(prob, check_fraction(q, "q"))
             if bool((t_conv <= 0).any()):
-                raise MagtorchError("x has a set with a single distinct point: no dimension")
+                raise MagtorchError(
+                    "x has a set whose convergence scale is 0 (q * n <= 1, e.g. a single "
+                    "distinct point): give t or a larger q"
+                )
             grid = torch.logspace(
                 -3, math.log10(2.0), n_scales, dtype=torch.float64, device=prob.d.device
             )
@@ -226,7 +236,10 @@ def _t_max(t_max, prob: Problem, q: float, name: str = "t_max") -> Tensor:
     if t_max is None:
         value = _convergence_scale(prob, check_fraction(q, "q"))
         if bool((value <= 0).any()):
-            raise MagtorchError(f"{name}: a set has a single distinct point; give t_max")
+            raise MagtorchError(
+                f"{name}: a set's convergence scale is 0 (q * n <= 1, e.g. a single distinct "
+                "point); give t_max"
+            )
         return value
     value = as_scales(t_max, device=prob.d.device, name=name).detach()
     if value.dim() == 0:
@@ -276,6 +289,43 @@ def magnitude_area(
     return area.reshape(prob.batch_shape).to(prob.dtype)
 
 
+def _sign_changes(gap, nodes: Tensor, f: Tensor, steps: int = 60) -> Tensor | None:
+    """Roots of ``gap`` between consecutive ``nodes`` where ``f = gap(nodes)`` changes sign.
+
+    Returns ``(N, K)`` sorted roots (padded with the last node), or ``None`` when no set has a
+    sign change. Each bracket is refined by the Illinois variant of regula falsi (batched).
+    """
+    change = (f[:, 1:] * f[:, :-1]) < 0
+    count = change.sum(-1)
+    k = int(count.max()) if count.numel() else 0
+    if k == 0:
+        return None
+    order = torch.argsort((~change).to(torch.int8), dim=-1, stable=True)[:, :k]  # first k changes
+    real = torch.arange(k, device=f.device)[None, :] < count[:, None]
+    last = nodes.shape[1] - 1
+    a = torch.where(real, nodes.gather(1, order), nodes[:, last:])
+    b = torch.where(real, nodes.gather(1, order + 1), nodes[:, last:])
+    fa = torch.where(real, f.gather(1, order), torch.ones_like(a))
+    fb = torch.where(real, f.gather(1, order + 1), -torch.ones_like(b))
+    side = torch.zeros_like(a)
+    for _ in range(steps):
+        c = torch.where(real, (a * fb - b * fa) / (fb - fa), a)
+        if bool(((b - a).abs() <= 1e-15 * b.abs()).all()):
+            break
+        fc = torch.where(real, gap(c), torch.zeros_like(c))
+        left = fc * fa > 0  # root in [c, b]
+        a, fa = torch.where(left, c, a), torch.where(left, fc, fa)
+        b, fb = torch.where(left, b, c), torch.where(left, fb, fc)
+        # Illinois: halve the stale end's value when the same end survives twice.
+        fb = torch.where(left & (side > 0), fb / 2, fb)
+        fa = torch.where(~left & (side < 0), fa / 2, fa)
+        side = torch.where(left, torch.ones_like(side), -torch.ones_like(side))
+        if bool((fc == 0).all()):
+            break
+    roots = torch.where(real, c, nodes[:, last:])
+    return roots.sort(dim=-1).values
+
+
 def magnitude_difference(
     x: Tensor,
     y: Tensor,
@@ -292,8 +342,10 @@ def magnitude_difference(
 
     Divided by :math:`t_{\max}` when ``normalize`` (magnipy's ``mag_diff(scale=True)``).
     ``t_max=None`` takes, per pair of sets, the larger of the two convergence scales at ``q``.
-    Composite Gauss-Legendre quadrature (``panels`` panels of 8 nodes); the integrand has kinks
-    where the functions cross, which only the panels containing them resolve less accurately.
+    Composite Gauss-Legendre quadrature (``panels`` panels of 8 nodes). Where the two functions
+    cross between quadrature nodes, the crossing is located (regula falsi) and the integral is
+    split there, so the kink of :math:`|\cdot|` costs no accuracy (crossings closer together
+    than the node spacing can be missed).
 
     Args:
         x: points ``(..., n, d)``.
@@ -323,10 +375,23 @@ def magnitude_difference(
         upper = torch.maximum(_t_max(None, px, q), _t_max(None, py, q, name="t_max (y)"))
     else:
         upper = _t_max(t_max, px, q)
-    nodes, wts = _quadrature(upper, check_positive_int(panels, "panels"))
-    _, mx, _ = px.solve(nodes)
-    _, my, _ = py.solve(nodes)
-    area = ((mx - my).abs() * wts).sum(-1)
+    panels = check_positive_int(panels, "panels")
+
+    def gap(t: Tensor) -> Tensor:
+        return px.solve(t)[1] - py.solve(t)[1]
+
+    nodes, wts = _quadrature(upper, panels)
+    f = gap(nodes)
+    roots = _sign_changes(gap, nodes, f)
+    if roots is None:  # no crossing: one smooth integrand
+        area = (f.abs() * wts).sum(-1)
+    else:  # integrate f on each interval where its sign is constant, then add |.|
+        edges = torch.cat([torch.zeros_like(upper)[:, None], roots, upper[:, None]], dim=1)
+        area = torch.zeros_like(upper)
+        for j in range(edges.shape[1] - 1):
+            seg_nodes, seg_wts = _quadrature(edges[:, j + 1] - edges[:, j], panels)
+            seg_nodes = seg_nodes + edges[:, j : j + 1]
+            area = area + (gap(seg_nodes) * seg_wts).sum(-1).abs()
     if normalize:
         area = area / upper
     return area.reshape(px.batch_shape).to(px.dtype)
