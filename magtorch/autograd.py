@@ -139,38 +139,54 @@ def _adjoint_solve(d: Tensor, t: Tensor, active: Tensor, g: Tensor) -> Tensor:
 
 
 def implicit_gradient(
-    d: Tensor, t: Tensor, valid: Tensor, u: Tensor, w: Tensor, need_d: bool, need_t: bool
+    d: Tensor,
+    t: Tensor,
+    valid: Tensor,
+    u: Tensor,
+    w: Tensor,
+    need_d: bool,
+    need_t: bool,
+    symmetric: bool = False,
 ) -> tuple[Tensor | None, Tensor | None]:
     """``(dL/dD, dL/dt)`` from the adjoint ``u`` and weights ``w`` (both ``(N, T, n)``).
 
-    Per chunk of problems: ``G = Z o (u w^T)`` built in place on a fresh ``Z``; ``dL/dt`` is the
-    inner product of ``G`` with ``D``; ``t G`` accumulates into ``dL/dD``, symmetrised once at the
-    end (the sum over ``T`` of the symmetrised terms equals the symmetrised sum).
+    Per chunk of problems: ``G = Z o (t u) w^T`` built in place on a fresh ``Z``;
+    ``dL/dt = <G, D> / t``; ``G`` accumulates into ``dL/dD``, symmetrised once at the end (the sum
+    over ``T`` of the symmetrised terms equals the symmetrised sum). ``symmetric=True`` (``u`` a
+    multiple of ``w`` per problem, as when only the magnitude is differentiated) skips that step.
     """
     num, n = valid.shape
     scales = t.shape[1]
-    acc = torch.zeros_like(d) if need_d else None
+    acc: Tensor | None = None
     grad_t = torch.zeros(num * scales, dtype=d.dtype, device=d.device) if need_t else None
     flat_t = t.reshape(-1)
-    flat_u = u.reshape(num * scales, n)
+    flat_tu = (u * t.unsqueeze(-1)).reshape(num * scales, n)
     flat_w = w.reshape(num * scales, n)
     for p, b, _ in _problem_chunks(num, n, d.device, scales):
         g = build_similarity(d, flat_t[p], valid, index=b)
-        g.mul_(flat_u[p].unsqueeze(-1)).mul_(flat_w[p].unsqueeze(-2))
+        g.mul_(flat_tu[p].unsqueeze(-1)).mul_(flat_w[p].unsqueeze(-2))
         one_set = b.numel() == 1 or bool((b == b[0]).all())
         if grad_t is not None:
             if one_set:
-                grad_t[p] = g.view(len(p), -1) @ d[b[0]].reshape(-1)
+                inner = g.view(len(p), -1) @ d[b[0]].reshape(-1)
             else:
-                grad_t[p] = (g * d.index_select(0, b)).sum((-2, -1))
-        if acc is not None:
-            g.mul_(flat_t[p][:, None, None])
-            if one_set:
+                inner = (g * d.index_select(0, b)).sum((-2, -1))
+            grad_t[p] = inner / flat_t[p]
+        if need_d:
+            if acc is None and num == 1:
+                acc = g.sum(0, keepdim=True) if len(p) > 1 else g
+            elif one_set:
+                if acc is None:
+                    acc = torch.zeros_like(d)
                 acc[b[0]] += g.sum(0) if len(p) > 1 else g[0]
             else:
+                if acc is None:
+                    acc = torch.zeros_like(d)
                 acc.index_add_(0, b, g)
         del g
-    grad_d = None if acc is None else 0.5 * (acc + acc.transpose(-2, -1))
+    grad_d = acc
+    if acc is not None and not symmetric:
+        grad_d = acc.add_(acc.transpose(-2, -1).clone()).mul_(0.5)
     return grad_d, None if grad_t is None else grad_t.view(num, scales)
 
 
@@ -207,10 +223,12 @@ class MagnitudeSolve(torch.autograd.Function):
         u = torch.zeros_like(w)
         if grad_mag is not None:
             u += grad_mag.unsqueeze(-1) * w
+        symmetric = True
         if grad_w is not None and bool(grad_w.any()):
+            symmetric = False
             g_red = gather_to_representatives(grad_w, rep, counts, active)
             u += spread(_adjoint_solve(d, t, active, g_red), rep, counts)
         grad_d, grad_t = implicit_gradient(
-            d, t, valid, u, w, ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+            d, t, valid, u, w, ctx.needs_input_grad[0], ctx.needs_input_grad[1], symmetric
         )
         return grad_d, grad_t, None, None, None, None, None, None

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import torch
 from torch import Tensor
 
 from ..errors import MagtorchError
@@ -58,12 +57,6 @@ class SolverOutput:
     positive_definite: Tensor | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
-def relative_residual(op: SimilarityOperator, w: Tensor, b: Tensor) -> Tensor:
-    """``||Z w - b||_2 / ||b||_2`` for each problem, shape ``(P,)``."""
-    r = op.matvec(w) - b
-    return r.norm(dim=-1) / b.norm(dim=-1).clamp_min(torch.finfo(b.dtype).tiny)
 
 
 class Solver:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..operators import SimilarityOperator
-from .base import Solver, SolverOutput, register_solver, relative_residual
+from .base import Solver, SolverOutput, register_solver
 from .dense import dense_solve
 
 __all__ = ["CholeskySolver"]
@@ -33,7 +33,7 @@ class CholeskySolver(Solver):
         self, op: SimilarityOperator, b: Tensor, *, rtol: float, max_iter: int
     ) -> SolverOutput:
         sol = dense_solve(op.dense(), b, mixed_precision=self.mixed_precision)
-        residual = relative_residual(op, sol.weights, b)
+        residual = sol.residual
         converged = ~sol.singular & (residual <= rtol)
         notes: list[str] = []
         warnings: list[str] = []
