@@ -120,3 +120,39 @@ def test_similarity_matrix_precomputed(rng):
     D = sd.squareform(sd.pdist(x))
     Z = magtorch.similarity_matrix(torch.tensor(D), 2.5, metric="precomputed")
     assert_close(Z, np.exp(-2.5 * D), rtol=1e-12)
+
+
+def test_euclidean_accurate_where_the_product_form_cancels(rng):
+    """Points far from the origin and close together: |x|^2 + |y|^2 - 2<x, y> loses ~10 digits
+    there; the close pairs must be recomputed from differences (relative error ~1e-15)."""
+    centre = np.full(5, 1e4)
+    x = centre + 1e-3 * rng.standard_normal((40, 5))
+    y = centre + 1e-3 * rng.standard_normal((30, 5))
+    got = magtorch.pairwise_distances(torch.from_numpy(x), torch.from_numpy(y))
+    assert_close(got, sd.cdist(x, y), rtol=RTOL)
+    assert_close(magtorch.pairwise_distances(torch.from_numpy(x)), sd.cdist(x, x), rtol=RTOL)
+
+
+def test_euclidean_gradient_and_batch_broadcasting(rng):
+    """Backward (two matrix products) against finite differences, with batch axes that
+    broadcast between x (2, 1, n, d) and y (1, 3, m, d)."""
+    x = torch.tensor(rng.standard_normal((2, 1, 5, 3)), requires_grad=True)
+    y = torch.tensor(rng.standard_normal((1, 3, 4, 3)), requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: magtorch.pairwise_distances(a, b), (x, y))
+    d = magtorch.pairwise_distances(x, y)
+    assert d.shape == (2, 3, 5, 4)
+    assert_close(
+        d, ref_distances(x.detach().expand(2, 3, 5, 3), y.detach().expand(2, 3, 4, 3)), rtol=RTOL
+    )
+
+
+def test_euclidean_gradient_at_zero_distance_is_finite():
+    """A duplicated point: the distance is exactly 0 and its (sub)gradient 0, never NaN."""
+    x = torch.tensor([[0.0, 1.0], [0.0, 1.0], [2.0, 0.5]], dtype=torch.float64, requires_grad=True)
+    d = magtorch.pairwise_distances(x)
+    assert float(d.detach()[0, 1]) == 0.0
+    d.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    # Only the pairs with the third point contribute: d/dx of |x_i - x_j| is the unit vector.
+    unit = (x.detach()[0] - x.detach()[2]) / (x.detach()[0] - x.detach()[2]).norm()
+    assert_close(x.grad[0], 2 * unit, rtol=1e-12)
