@@ -13,7 +13,13 @@ import torch
 
 from .errors import MagtorchError, MemoryBudgetError
 
-__all__ = ["dense_bytes_per_problem", "memory_budget", "problems_per_chunk", "set_memory_budget"]
+__all__ = [
+    "dense_bytes_per_problem",
+    "memory_budget",
+    "problems_per_chunk",
+    "rows_per_chunk",
+    "set_memory_budget",
+]
 
 #: Bytes per matrix entry a dense solve may hold at once: distances (8), similarity (8), a float32
 #: copy and factor (4 + 4), and a float64 factor for fallbacks (8).
@@ -92,3 +98,11 @@ def problems_per_chunk(num_problems: int, n: int, device: torch.device) -> int:
     if device.type != "cuda":
         size = min(size, max(1, CPU_CHUNK_BYTES // (8 * n * n)))
     return max(1, min(num_problems, size))
+
+
+def rows_per_chunk(total: int, bytes_per_row: int, device: torch.device) -> int:
+    """How many rows of a large temporary (``bytes_per_row`` each) to build at once (>= 1)."""
+    limit = memory_budget(device)
+    if device.type != "cuda":
+        limit = min(limit, CPU_CHUNK_BYTES)
+    return max(1, min(total, limit // max(1, bytes_per_row)))

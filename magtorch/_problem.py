@@ -68,6 +68,7 @@ class Problem:
     rtol: float
     max_iter: int
     on_nonconvergence: str
+    progress: bool = False
 
     @property
     def num_sets(self) -> int:
@@ -82,10 +83,14 @@ class Problem:
         """Number of distinct real points per set, ``(N,)``."""
         return self.active.sum(-1)
 
-    def solve(self, t: Tensor) -> tuple[Tensor, Tensor, SolveReport]:
-        """Weights ``(N, T, n)`` and magnitudes ``(N, T)`` (float64) at scales ``t (N, T)``."""
+    def solve(self, t: Tensor, derivative: bool = False) -> tuple[Tensor, Tensor, SolveReport]:
+        """Weights ``(N, T, n)`` and magnitudes ``(N, T)`` (float64) at scales ``t (N, T)``.
+
+        ``derivative=True`` also fills ``report.derivative`` with ``dMag/dt`` (not
+        differentiable) from the matrices the solve built.
+        """
         report = SolveReport()
-        config = SolveConfig(self.solver, self.rtol, self.max_iter)
+        config = SolveConfig(self.solver, self.rtol, self.max_iter, derivative, self.progress)
         w, mag = MagnitudeSolve.apply(
             self.d, t, self.valid, self.active, self.rep, self.counts, config, report
         )
@@ -144,6 +149,7 @@ def prepare(
     rtol: float | None = None,
     max_iter: int | None = None,
     on_nonconvergence: str = "warn",
+    progress: bool = False,
     name: str = "x",
 ) -> Problem:
     """Validate the arguments, compute float64 distances, and detect duplicates."""
@@ -196,4 +202,5 @@ def prepare(
         rtol=solver_obj.default_rtol if rtol is None else rtol,
         max_iter=solver_obj.default_max_iter if max_iter is None else max_iter,
         on_nonconvergence=on_nonconvergence,
+        progress=bool(progress),
     )

@@ -36,7 +36,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ._memory import problems_per_chunk
-from .operators import DenseSimilarity, build_similarity
+from ._progress import Progress
+from .operators import DenseSimilarity, build_similarity, select_sets
 from .solvers.base import Solver
 from .solvers.dense import dense_solve
 
@@ -50,6 +51,8 @@ class SolveConfig:
     solver: Solver
     rtol: float
     max_iter: int
+    derivative: bool = False
+    progress: bool = False
 
 
 @dataclass
@@ -60,6 +63,7 @@ class SolveReport:
     residual: Tensor | None = None
     converged: Tensor | None = None
     positive_definite: Tensor | None = None
+    derivative: Tensor | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -98,14 +102,22 @@ def solve_stacked(
     residual = torch.empty(num * scales, dtype=d.dtype, device=d.device)
     converged = torch.empty(num * scales, dtype=torch.bool, device=d.device)
     positive_definite: Tensor | None = torch.ones_like(converged)
+    derivative = torch.empty_like(residual) if config.derivative else None
     flat_t = t.reshape(-1)
+    progress = Progress(num * scales, n, enabled=config.progress)
     for p, b, _ in _problem_chunks(num, n, d.device, scales):
         z = build_similarity(d, flat_t[p], active, index=b)
         rhs = active.index_select(0, b).to(d.dtype)
         out = config.solver.solve(
             DenseSimilarity(z), rhs, rtol=config.rtol, max_iter=config.max_iter
         )
+        if derivative is not None:  # dMag/dt = w^T (D o Z) w, on the Z already built
+            dz = z.mul_(select_sets(d, b))
+            derivative[p] = (
+                torch.bmm(dz, out.weights.unsqueeze(-1)).squeeze(-1) * out.weights
+            ).sum(-1)
         del z
+        progress.update(len(p))
         w[p] = out.weights
         iterations[p] = out.iterations
         residual[p] = out.residual
@@ -122,6 +134,9 @@ def solve_stacked(
     report.positive_definite = (
         None if positive_definite is None else positive_definite.view(num, scales)
     )
+    if derivative is not None:
+        report.derivative = derivative.view(num, scales)
+    progress.close()
     return w.view(num, scales, n)
 
 

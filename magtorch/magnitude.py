@@ -26,7 +26,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._memory import problems_per_chunk
+from ._memory import problems_per_chunk, rows_per_chunk
 from ._problem import Problem, prepare
 from ._validation import (
     ScaleLike,
@@ -98,26 +98,13 @@ class MagnitudeFunction(NamedTuple):
 
 
 def _run(
-    x: Tensor,
-    t: ScaleLike,
-    metric: str,
-    mask: Tensor | None,
-    solver: str | Solver,
-    rtol: float | None,
-    max_iter: int | None,
-    on_nonconvergence: str,
+    x: Tensor, t: ScaleLike, *, derivative: bool = False, **kwargs
 ) -> tuple[Problem, Tensor, bool, Tensor, Tensor, SolveReport]:
-    prob = prepare(
-        x,
-        metric=metric,
-        mask=mask,
-        solver=solver,
-        rtol=rtol,
-        max_iter=max_iter,
-        on_nonconvergence=on_nonconvergence,
-    )
+    """Prepare ``x``, solve at ``t``; returns the problem, the scales, whether ``t`` was a scalar,
+    the weights ``(N, T, n)``, magnitudes ``(N, T)`` and the report."""
+    prob = prepare(x, **_solve_kwargs(kwargs))
     scales = as_scales(t, device=prob.d.device)
-    w, mag, report = prob.solve(prob.expand_scales(scales))
+    w, mag, report = prob.solve(prob.expand_scales(scales), derivative=derivative)
     return prob, scales, scales.dim() == 0, w, mag, report
 
 
@@ -131,6 +118,7 @@ def solve(
     rtol: float | None = None,
     max_iter: int | None = None,
     on_nonconvergence: str = "warn",
+    progress: bool = False,
 ) -> MagnitudeResult:
     r"""Solve :math:`Z_t w = 1`: weights, magnitude and diagnostics.
 
@@ -145,6 +133,7 @@ def solve(
         max_iter: iteration cap of iterative solvers (``None``: the solver's default).
         on_nonconvergence: ``"warn"`` (a :class:`~magtorch.ConvergenceWarning`) or ``"raise"``
             (a :class:`~magtorch.ConvergenceError`) when a solve misses ``rtol``.
+        progress: print solves done and time left to stderr (for long runs).
 
     Returns:
         :class:`MagnitudeResult` with ``weights (..., [T,] n)``, ``magnitude (..., [T])`` and
@@ -159,7 +148,15 @@ def solve(
         True
     """
     prob, _, scalar, w, mag, report = _run(
-        x, t, metric, mask, solver, rtol, max_iter, on_nonconvergence
+        x,
+        t,
+        metric=metric,
+        mask=mask,
+        solver=solver,
+        rtol=rtol,
+        max_iter=max_iter,
+        on_nonconvergence=on_nonconvergence,
+        progress=progress,
     )
 
     def shaped(value: Tensor, dtype: torch.dtype) -> Tensor:
@@ -249,7 +246,12 @@ def magnitude_derivative(x: Tensor, t: ScaleLike, **kwargs) -> Tensor:
         >>> bool(torch.isclose(magtorch.magnitude_derivative(x, 0.7), exact, rtol=1e-12))
         True
     """
-    prob, scales, scalar, w, _, _ = _run(x, t, **_solve_kwargs(kwargs))
+    differentiable = torch.is_grad_enabled() and (
+        x.requires_grad or (isinstance(t, Tensor) and t.requires_grad)
+    )
+    prob, scales, scalar, w, _, report = _run(x, t, derivative=not differentiable, **kwargs)
+    if not differentiable:
+        return prob.output(report.derivative, scalar)
     return prob.output(_quadratic_form(prob, w, prob.expand_scales(scales)), scalar)
 
 
@@ -261,6 +263,7 @@ def _solve_kwargs(kwargs: dict) -> dict:
         "rtol": None,
         "max_iter": None,
         "on_nonconvergence": "warn",
+        "progress": False,
     }
     unknown = set(kwargs) - set(defaults)
     if unknown:
@@ -362,13 +365,28 @@ def potential(z: Tensor, x: Tensor, t: ScaleLike, **kwargs) -> Tensor:
         >>> magtorch.potential(torch.tensor([[0.0], [10.0]], dtype=torch.float64), x, 1.0)
         tensor([1.0000e+00, 1.2341e-04], dtype=torch.float64)
     """
-    prob, scales, scalar, w, _, _ = _run(x, t, **_solve_kwargs(kwargs))
+    prob, scales, scalar, w, _, _ = _run(x, t, **kwargs)
     dz = _cross_distances(z, prob, x)  # (N, m, n)
-    t2 = prob.expand_scales(scales)  # (N, T)
-    kernel = torch.exp(-t2[:, :, None, None] * dz.unsqueeze(1))  # (N, T, m, n)
-    kernel = kernel * prob.valid[:, None, None, :]
-    h = (kernel @ w.unsqueeze(-1)).squeeze(-1)  # (N, T, m)
+    h = _kernel_sum(dz, prob.expand_scales(scales), w, prob.valid.unsqueeze(1))
     return prob.output(h, scalar)
+
+
+def _kernel_sum(dz: Tensor, t: Tensor, w: Tensor, mask: Tensor) -> Tensor:
+    r""":math:`\sum_j m_{ij} w_j e^{-t\, dz_{ij}}` for ``dz (N, m, n)``, ``t (N, T)``,
+    ``w (N, T, n)`` and ``mask`` broadcastable to ``(N, m, n)``; returns ``(N, T, m)``.
+
+    The kernel ``(N, T, rows, n)`` is built a block of rows at a time.
+    """
+    num, scale_count, n = w.shape
+    m = dz.shape[1]
+    mask = mask.to(dz.dtype).expand(num, m, n)
+    step = rows_per_chunk(m, 16 * num * scale_count * n, dz.device)
+    parts = []
+    for start in range(0, m, step):
+        rows = slice(start, start + step)
+        kernel = torch.exp(-t[:, :, None, None] * dz[:, None, rows]) * mask[:, None, rows]
+        parts.append((kernel @ w.unsqueeze(-1)).squeeze(-1))
+    return torch.cat(parts, dim=-1)
 
 
 def _loo(prob: Problem, t: Tensor) -> Tensor:
@@ -519,22 +537,16 @@ def potential_ratio(
         raise MagtorchError(f"reference must be (n_ref, d); got shape {tuple(reference.shape)}")
     reference_labels = _check_labels(reference_labels, reference.shape[0], "reference_labels")
     every = potential(z, reference, t, **kw)
-    index, mask, classes = _class_batches(reference_labels)
-    w_class = weights(_take(reference, index, metric), t, **{**kw, "mask": mask})
-    if w_class.dim() == 3:
-        w_class = w_class.transpose(0, 1)  # (T, C, M)
+    # Each reference point's weight within its own class (classes partition the reference).
+    index, mask, _ = _class_batches(reference_labels)
+    scales = as_scales(t, device=z.device).reshape(1, -1)  # (1, T)
+    w_class = weights(_take(reference, index, metric), scales[0], **{**kw, "mask": mask})
     w_ref = torch.zeros(
-        *w_class.shape[:-2], reference.shape[0], dtype=w_class.dtype, device=w_class.device
-    )
-    w_ref[..., index[mask]] = w_class.reshape(*w_class.shape[:-2], -1)[..., mask.reshape(-1)]
-    same = (labels.unsqueeze(1) == reference_labels.unsqueeze(0)).to(torch.float64)
-    scales = as_scales(t, device=z.device)
+        1, scales.shape[1], reference.shape[0], dtype=torch.float64, device=z.device
+    )  # (1, T, n_ref)
+    w_ref[0][:, index[mask]] = w_class.to(torch.float64).transpose(0, 1)[:, mask]
+    same = labels.unsqueeze(1) == reference_labels.unsqueeze(0)  # (n, n_ref)
     d = pairwise_distances(z.to(torch.float64), reference.to(torch.float64), metric=metric)
-    if scales.dim() == 0:
-        kernel = torch.exp(-scales * d) * same
-        own = kernel @ w_ref.to(torch.float64)
-    else:
-        kernel = torch.exp(-scales[:, None, None] * d.unsqueeze(0)) * same
-        own = (kernel @ w_ref.to(torch.float64).unsqueeze(-1)).squeeze(-1)
-    del classes
+    own = _kernel_sum(d.unsqueeze(0), scales, w_ref, same.unsqueeze(0))[0]  # (T, n)
+    own = own.reshape(every.shape)
     return own.to(every.dtype) / every

@@ -30,7 +30,7 @@ from torch import Tensor
 from ._problem import Problem, prepare
 from ._validation import as_scales, check_fraction, check_positive_int
 from .errors import MagtorchError
-from .magnitude import _quadratic_form, _solve_kwargs
+from .magnitude import _solve_kwargs
 
 __all__ = [
     "MagnitudeDimension",
@@ -52,10 +52,8 @@ class MagnitudeDimension(NamedTuple):
 
 def _mag_and_slope(prob: Problem, t: Tensor, derivative: bool) -> tuple[Tensor, Tensor | None]:
     """Magnitude ``(N, T)`` and, optionally, ``t Mag'(t)`` at per-set scales ``t (N, T)``."""
-    w, mag, _ = prob.solve(t)
-    if not derivative:
-        return mag, None
-    return mag, t * _quadratic_form(prob, w, t)
+    _, mag, report = prob.solve(t, derivative=derivative)
+    return mag, None if report.derivative is None else t * report.derivative
 
 
 def _convergence_scale(prob: Problem, q: float, max_steps: int = 100) -> Tensor:

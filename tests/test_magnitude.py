@@ -345,3 +345,10 @@ def test_mask_ragged_batch_several_scales(device):
         assert_close(w[1, k, :5], line_weights(gaps_b, t), rtol=RTOL)
     res = magtorch.solve(xt, tt, mask=mt)
     assert res.info.n_distinct.cpu().reshape(2, -1)[:, 0].tolist() == [3, 5]
+
+
+def test_progress_reports_to_stderr(capsys):
+    x = torch.randn(20, 2, dtype=torch.float64)
+    magtorch.magnitude(x, torch.tensor([0.5, 1.0, 2.0]), progress=True)
+    err = capsys.readouterr().err
+    assert "3/3 solves of n=20 points" in err
