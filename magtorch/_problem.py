@@ -120,11 +120,12 @@ class Problem:
         """``(T,)`` or 0-d scales -> ``(N, T)``."""
         return t.reshape(1, -1).expand(self.num_sets, -1)
 
-    def output(self, value: Tensor, scalar_t: bool) -> Tensor:
-        """Reshape ``(N, T, *rest)`` to ``batch_shape + (T,) + rest`` (no T if ``scalar_t``)."""
+    def output(self, value: Tensor, scalar_t: bool, dtype: torch.dtype | None = None) -> Tensor:
+        """Reshape ``(N, T, *rest)`` to ``batch_shape + (T,) + rest`` (no T if ``scalar_t``),
+        in ``dtype`` (default: the input's)."""
         if scalar_t:
             value = value.squeeze(1)
-        return value.reshape((*self.batch_shape, *value.shape[1:])).to(self.dtype)
+        return value.reshape((*self.batch_shape, *value.shape[1:])).to(dtype or self.dtype)
 
 
 def _find_duplicates(d: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -159,19 +159,15 @@ def solve(
         progress=progress,
     )
 
-    def shaped(value: Tensor, dtype: torch.dtype) -> Tensor:
-        value = value.squeeze(1) if scalar else value
-        return value.reshape((*prob.batch_shape, *value.shape[1:])).to(dtype)
-
     info = SolveInfo(
         method=prob.solver.name,
-        iterations=shaped(report.iterations, torch.int64),
-        residual=shaped(report.residual, prob.dtype),
-        converged=shaped(report.converged, torch.bool),
+        iterations=prob.output(report.iterations, scalar, torch.int64),
+        residual=prob.output(report.residual, scalar),
+        converged=prob.output(report.converged, scalar, torch.bool),
         n_distinct=prob.n_distinct.reshape(prob.batch_shape),
         positive_definite=None
         if report.positive_definite is None
-        else shaped(report.positive_definite, torch.bool),
+        else prob.output(report.positive_definite, scalar, torch.bool),
         notes=list(dict.fromkeys(report.notes + report.warnings)),
     )
     return MagnitudeResult(prob.output(w, scalar), prob.output(mag, scalar), info)
