@@ -33,7 +33,7 @@ from .errors import (
     MemoryBudgetError,
     warn_user,
 )
-from .pairwise import check_distance_matrix, pairwise_distances
+from .pairwise import check_distance_matrix, distances
 from .solvers.base import Solver, available_solvers, get_solver
 
 __all__ = ["Problem", "prepare", "resolve_solver"]
@@ -182,7 +182,7 @@ def prepare(
         x64 = x.to(torch.float64)
         if mask is not None:
             x64 = torch.where(mask.unsqueeze(-1), x64, torch.zeros((), dtype=x64.dtype))
-        d = pairwise_distances(x64, metric=metric)
+        d = distances(x64, x64, metric)
     d = d.reshape(num, n, n)
     valid = (
         torch.ones(num, n, dtype=torch.bool, device=x.device)

@@ -39,7 +39,7 @@ from ._validation import (
 from .autograd import SolveReport
 from .errors import MagtorchError
 from .operators import build_similarity, select_sets
-from .pairwise import pairwise_distances
+from .pairwise import distances, pairwise_distances
 from .solvers.base import Solver
 from .solvers.dense import dense_inverse
 
@@ -327,7 +327,9 @@ def _cross_distances(z: Tensor, prob: Problem, x: Tensor, name: str = "z") -> Te
                 f"{name} must have x's number of features {x.shape[-1]}; got {z.shape[-1]}"
             )
         check_finite(z, name)
-        dz = pairwise_distances(z.to(torch.float64), x.to(torch.float64), metric=prob.metric)
+        valid = prob.valid.reshape(x.shape[:-1]).unsqueeze(-1)
+        x64 = torch.where(valid, x.to(torch.float64), torch.zeros((), dtype=torch.float64))
+        dz = distances(z.to(torch.float64), x64, prob.metric)
     batch = prob.batch_shape
     try:
         dz = dz.expand(*batch, *dz.shape[-2:]) if dz.dim() - 2 < len(batch) else dz

@@ -160,6 +160,12 @@ def pairwise_distances(x: Tensor, y: Tensor | None = None, *, metric: str = "euc
         raise MagtorchError(
             f"x and y must have the same number of features; got {x.shape[-1]} and {y.shape[-1]}"
         )
+    return distances(x, y, metric)
+
+
+def distances(x: Tensor, y: Tensor, metric: str) -> Tensor:
+    """:func:`pairwise_distances` for inputs already validated (``metric`` canonical, not
+    ``"precomputed"``); used internally so that each call checks its input once."""
     if metric == "euclidean":
         return EuclideanDistances.apply(x, y)
     if metric == "l1":

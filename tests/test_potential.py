@@ -232,3 +232,17 @@ def test_potential_and_loo_with_mask(rng):
     assert loo.shape == (9,)
     expected = [float(ref_potential(x[i : i + 1], np.delete(x, i, axis=0), t)[0]) for i in range(7)]
     assert_close(loo[mask], expected, rtol=1e-9, atol=1e-12)
+
+
+def test_potential_ignores_nan_padding():
+    """Padded reference points may hold anything (here NaN): the potential of queries against a
+    masked batch equals the potential against the unpadded set."""
+    rng = np.random.default_rng(3)
+    x = torch.tensor(rng.standard_normal((2, 5, 2)))
+    z = torch.tensor(rng.standard_normal((2, 3, 2)))
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    x[1, 3:] = float("nan")
+    got = magtorch.potential(z, x, 0.8, mask=mask)
+    for b, n in [(0, 5), (1, 3)]:
+        assert_close(got[b], ref_potential(z[b], x[b, :n], 0.8), rtol=1e-11)
