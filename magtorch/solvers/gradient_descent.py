@@ -19,6 +19,7 @@ from torch import Tensor
 from ..errors import MagtorchError
 from ..operators import SimilarityOperator
 from .base import Solver, SolverOutput, register_solver
+from .iterative_normalization import SYNC_EVERY
 
 __all__ = ["GradientDescentSolver"]
 
@@ -49,8 +50,9 @@ class GradientDescentSolver(Solver):
         residual = r.norm(dim=-1) / bnorm
         done = residual <= rtol
         iterations = torch.zeros(num, dtype=torch.int64, device=b.device)
-        for _ in range(max_iter):
-            if bool(done.all()):
+        for step in range(max_iter):
+            # The all-done test reads a value from the device: every SYNC_EVERY steps only.
+            if step % SYNC_EVERY == 0 and bool(done.all()):
                 break
             g = op.matvec(r)
             zg = op.matvec(g)

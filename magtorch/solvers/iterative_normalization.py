@@ -25,6 +25,8 @@ __all__ = ["IterativeNormalizationSolver"]
 #: Iterations over which a residual improvement of less than ``STALL_FACTOR`` counts as a stall.
 STALL_WINDOW = 50
 STALL_FACTOR = 0.99
+#: Steps between checks of "every problem done" (each check synchronises with the device).
+SYNC_EVERY = 8
 
 
 @register_solver
@@ -53,7 +55,8 @@ class IterativeNormalizationSolver(Solver):
             best = torch.where(improved, residual, best)
             best_at = torch.where(improved, step, best_at)
             stalled = stalled | (~done & (step - best_at >= STALL_WINDOW))
-            if bool((done | stalled).all()) or step == max_iter:
+            # The all-done test reads a value from the device: every SYNC_EVERY steps only.
+            if step == max_iter or (step % SYNC_EVERY == 0 and bool((done | stalled).all())):
                 break
             active = ~(done | stalled)
             ratio = torch.where(b > 0, b / zw, torch.zeros_like(zw))
