@@ -13,7 +13,9 @@ Example:
     torch.Size([100, 3])
 """
 
+from . import nn
 from ._memory import memory_budget, set_memory_budget
+from .distance import magnitude_distance
 from .errors import (
     ConvergenceError,
     ConvergenceWarning,
@@ -35,6 +37,7 @@ from .magnitude import (
     solve,
     weights,
 )
+from .network import line_magnitude, line_weights, sampled_line_magnitude, weight_magnitude
 from .pairwise import pairwise_distances, similarity_matrix
 from .scales import (
     MagnitudeDimension,
@@ -59,21 +62,27 @@ __all__ = [
     "SolveInfo",
     "available_solvers",
     "convergence_scale",
+    "line_magnitude",
+    "line_weights",
     "loo_potential",
     "magnitude",
     "magnitude_area",
     "magnitude_derivative",
     "magnitude_difference",
+    "magnitude_distance",
     "magnitude_dimension",
     "magnitude_function",
     "memory_budget",
+    "nn",
     "pairwise_distances",
     "positive_magnitude",
     "potential",
     "potential_ratio",
     "register_solver",
+    "sampled_line_magnitude",
     "set_memory_budget",
     "similarity_matrix",
     "solve",
+    "weight_magnitude",
     "weights",
 ]

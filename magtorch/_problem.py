@@ -141,6 +141,95 @@ def _find_duplicates(d: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return rep, counts.clamp_min(1.0), active
 
 
+@dataclass
+class SolveOptions:
+    """Validated solver keywords shared by the problems of one call."""
+
+    solver: Solver
+    rtol: float
+    max_iter: int
+    on_nonconvergence: str
+    progress: bool = False
+
+
+def solve_options(
+    solver: str | Solver = "auto",
+    rtol: float | None = None,
+    max_iter: int | None = None,
+    on_nonconvergence: str = "warn",
+    progress: bool = False,
+    n: int = 0,
+) -> SolveOptions:
+    """Validate the solver keywords (``n``: problem size, for ``solver="auto"``)."""
+    solver_obj = resolve_solver(solver, n)
+    rtol = check_tolerance(rtol)
+    return SolveOptions(
+        solver=solver_obj,
+        rtol=solver_obj.default_rtol if rtol is None else rtol,
+        max_iter=solver_obj.default_max_iter
+        if max_iter is None
+        else check_positive_int(max_iter, "max_iter"),
+        on_nonconvergence=check_on_nonconvergence(on_nonconvergence),
+        progress=bool(progress),
+    )
+
+
+def check_dense_memory(num: int, n: int, device: torch.device, name: str = "x") -> None:
+    """Raise :class:`~magtorch.MemoryBudgetError` before allocating ``num`` dense ``n x n`` sets."""
+    problems_per_chunk(1, n, device)  # raises when one problem cannot fit
+    budget = memory_budget(device)
+    if 8 * num * n * n > budget:
+        raise MemoryBudgetError(
+            f"{name} holds {num} sets of n={n} points: their float64 distance matrices need "
+            f"{8 * num * n * n / 1e9:.3g} GB but the memory budget on {device} is "
+            f"{budget / 1e9:.3g} GB; split the batch or raise magtorch.set_memory_budget"
+        )
+
+
+def from_distances(
+    d: Tensor,
+    valid: Tensor,
+    options: SolveOptions,
+    *,
+    batch_shape: torch.Size,
+    dtype: torch.dtype,
+    metric: str,
+) -> Problem:
+    """A :class:`Problem` for float64 distances ``d (N, n, n)`` and real points ``valid (N, n)``;
+    finds the duplicates (multiset rule)."""
+    rep, counts, active = _find_duplicates(d.detach(), valid)
+    return Problem(
+        d=d,
+        valid=valid,
+        active=active,
+        rep=rep,
+        counts=counts,
+        batch_shape=batch_shape,
+        dtype=dtype,
+        metric=metric,
+        solver=options.solver,
+        rtol=options.rtol,
+        max_iter=options.max_iter,
+        on_nonconvergence=options.on_nonconvergence,
+        progress=options.progress,
+    )
+
+
+def valid_points(mask: Tensor | None, num: int, n: int, device: torch.device) -> Tensor:
+    """``mask`` flattened to ``(num, n)``, or all True."""
+    if mask is None:
+        return torch.ones(num, n, dtype=torch.bool, device=device)
+    return mask.reshape(num, n)
+
+
+def masked_float64(x: Tensor, mask: Tensor | None) -> Tensor:
+    """``x`` in float64 with padded rows zeroed (their values must not reach the distances)."""
+    x64 = x.to(torch.float64)
+    if mask is not None:
+        x64 = torch.where(mask.unsqueeze(-1), x64, torch.zeros((), dtype=x64.dtype))
+    return x64
+
+
 def prepare(
     x: Tensor,
     *,
@@ -158,50 +247,23 @@ def prepare(
     precomputed = metric == "precomputed"
     x = check_points(x, name, precomputed=precomputed)
     mask = check_mask(mask, x.shape[:-1])
-    on_nonconvergence = check_on_nonconvergence(on_nonconvergence)
-    rtol = check_tolerance(rtol)
-    if max_iter is not None:
-        max_iter = check_positive_int(max_iter, "max_iter")
     n = x.shape[-2]
+    options = solve_options(solver, rtol, max_iter, on_nonconvergence, progress, n)
     batch_shape = x.shape[:-2]
     num = math.prod(batch_shape)
-    solver_obj = resolve_solver(solver, n)
-    budget = memory_budget(x.device)
-    problems_per_chunk(1, n, x.device)  # raises MemoryBudgetError when one problem cannot fit
-    if 8 * num * n * n > budget:
-        raise MemoryBudgetError(
-            f"{name} holds {num} sets of n={n} points: their float64 distance matrices need "
-            f"{8 * num * n * n / 1e9:.3g} GB but the memory budget on {x.device} is "
-            f"{budget / 1e9:.3g} GB; split the batch or raise magtorch.set_memory_budget"
-        )
+    check_dense_memory(num, n, x.device, name)
     if precomputed:
         d = check_distance_matrix(x, name).to(torch.float64)
         d = 0.5 * (d + d.transpose(-2, -1))
     else:
         check_finite(x, name, mask)
-        x64 = x.to(torch.float64)
-        if mask is not None:
-            x64 = torch.where(mask.unsqueeze(-1), x64, torch.zeros((), dtype=x64.dtype))
+        x64 = masked_float64(x, mask)
         d = distances(x64, x64, metric)
-    d = d.reshape(num, n, n)
-    valid = (
-        torch.ones(num, n, dtype=torch.bool, device=x.device)
-        if mask is None
-        else mask.reshape(num, n)
-    )
-    rep, counts, active = _find_duplicates(d.detach(), valid)
-    return Problem(
-        d=d,
-        valid=valid,
-        active=active,
-        rep=rep,
-        counts=counts,
+    return from_distances(
+        d.reshape(num, n, n),
+        valid_points(mask, num, n, x.device),
+        options,
         batch_shape=batch_shape,
         dtype=x.dtype,
         metric=metric,
-        solver=solver_obj,
-        rtol=solver_obj.default_rtol if rtol is None else rtol,
-        max_iter=solver_obj.default_max_iter if max_iter is None else max_iter,
-        on_nonconvergence=on_nonconvergence,
-        progress=bool(progress),
     )

@@ -153,3 +153,60 @@ def assert_close(actual, expected, rtol: float, atol: float = 0.0, msg: str = ""
     e = as64(expected)
     assert a.shape == e.shape, f"shape {tuple(a.shape)} != {tuple(e.shape)} {msg}"
     torch.testing.assert_close(a, e, rtol=rtol, atol=atol, msg=lambda m: f"{m}\n{msg}")
+
+
+# ----------------------------------------------------------------------------- clustering
+
+
+def ref_extension_increase(cluster, b, t: float) -> float:
+    """Mag(t(C ∪ {b})) - Mag(tC) by two dense float64 solves (no Schur complement)."""
+    c = as64(cluster)
+    both = torch.cat([c, as64(b).reshape(1, -1)])
+    return float(ref_magnitude(both, t) - ref_magnitude(c, t))
+
+
+def ref_mean_distance_scaled(x) -> torch.Tensor:
+    """Distances divided by their mean over pairs i != j (float64)."""
+    D = ref_distances(x)
+    n = D.shape[0]
+    return D / (D.sum() / (n * (n - 1)))
+
+
+def ref_greedy_clustering(x, threshold: float, t: float = 1.0) -> list[int]:
+    """Algorithm 4 (Andreeva et al. 2025) by brute force: every round re-solves Mag(c ∪ {b}).
+
+    Data scaled to mean pairwise distance 1; first seed the point of largest sum of
+    exp(-t d) (lowest index on ties); each round the pair (b, c) with the smallest increase
+    (lowest b, then lowest c on ties); b joins c iff increase < threshold, else opens {b}.
+    Labels in order of creation. O(n^2 C) dense solves: for n <= ~40 only.
+    """
+    D = ref_mean_distance_scaled(x)
+    Z = torch.exp(-float(t) * D)
+    n = D.shape[0]
+
+    def mag(idx: list[int]) -> float:
+        sub = Z[idx][:, idx]
+        return float(torch.linalg.solve(sub, torch.ones(len(idx), dtype=F64)).sum())
+
+    seed = int(torch.argmax(Z.sum(1)))
+    clusters = [[seed]]
+    labels = [-1] * n
+    labels[seed] = 0
+    for _ in range(n - 1):
+        best = (math.inf, -1, -1)
+        base = [mag(c) for c in clusters]
+        for b in range(n):
+            if labels[b] >= 0:
+                continue
+            for k, c in enumerate(clusters):
+                inc = mag(c + [b]) - base[k]
+                if inc < best[0]:
+                    best = (inc, b, k)
+        inc, b, k = best
+        if inc < threshold:
+            clusters[k].append(b)
+            labels[b] = k
+        else:
+            clusters.append([b])
+            labels[b] = len(clusters) - 1
+    return labels
