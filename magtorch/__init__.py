@@ -13,7 +13,7 @@ Example:
     torch.Size([100, 3])
 """
 
-from . import nn
+from . import cluster, nn
 from ._memory import memory_budget, set_memory_budget
 from .distance import magnitude_distance
 from .errors import (
@@ -61,6 +61,7 @@ __all__ = [
     "MemoryBudgetError",
     "SolveInfo",
     "available_solvers",
+    "cluster",
     "convergence_scale",
     "line_magnitude",
     "line_weights",
