@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import math
@@ -9,7 +10,7 @@ import os
 import platform
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,3 +274,29 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines.extend("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
     return "\n".join(lines)
+
+
+def goal_lines(goals: dict[str, dict[str, Any]], unit: str = "") -> list[str]:
+    """One line per goal: what it is, what was measured, and MET / MISSED (n/a when unmeasured)."""
+    lines = []
+    for key, goal in goals.items():
+        status = {True: "MET", False: "MISSED", None: "n/a (quick)"}[goal["met"]]
+        lines.append(
+            f"goal {key}: {goal['goal']}, measured {goal['measured']:.3g}{unit} -> {status}"
+        )
+    return lines
+
+
+def cli(
+    doc: str,
+    run: Callable[..., dict[str, Any]],
+    summary: Callable[[dict[str, Any]], str],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """The command line every benchmark module shares: ``--quick`` and ``--out DIR``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one repetition")
+    parser.add_argument("--out", type=Path, default=None, help="directory for the JSON file")
+    args = parser.parse_args(argv)
+    print(summary(run(quick=args.quick, out_dir=args.out)))
+    return 0

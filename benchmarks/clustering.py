@@ -21,7 +21,6 @@ under ``flock /tmp/magtorch-bench.lock``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +29,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks._common import best_of, format_table, machine_info, wait_for_quiet, write_json
+from benchmarks._common import (
+    best_of,
+    cli,
+    format_table,
+    goal_lines,
+    machine_info,
+    wait_for_quiet,
+    write_json,
+)
 
 NAME = "clustering"
 TITLE = "Magnitude clustering, 4 blobs in R^2 (float64 CPU)"
@@ -164,21 +171,14 @@ def summary(results: dict[str, Any]) -> str:
         "(goal ratio: slower fit / 30 s; bg CPU: other processes' share during the best sample)",
         "",
     ]
-    for key, goal in results["goals"].items():
-        status = "MET" if goal["met"] else "MISSED"
-        lines.append(f"goal {key}: {goal['goal']}, measured {goal['measured']:.3g} s -> {status}")
+    lines.extend(goal_lines(results["goals"], " s"))
     lines.append(f"results written to {results.get('json_path', '?')}")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point: run, print the summary, return an exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small size, one repetition")
-    parser.add_argument("--out", type=Path, default=None, help="directory for the JSON file")
-    args = parser.parse_args(argv)
-    print(summary(run(quick=args.quick, out_dir=args.out)))
-    return 0
+    return cli(__doc__, run, summary, argv)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ as a table and written to ``outputs/benchmarks/loss.json``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,7 +32,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks._common import format_table, interleaved, machine_info, wait_for_quiet, write_json
+from benchmarks._common import (
+    cli,
+    format_table,
+    goal_lines,
+    interleaved,
+    machine_info,
+    wait_for_quiet,
+    write_json,
+)
 
 NAME = "loss"
 TITLE = "magnitude distance loss forward+backward vs GeomLoss (R^64, float32 CPU)"
@@ -202,7 +209,6 @@ def summary(results: dict[str, Any]) -> str:
             for r in results["rows"]
         ],
     )
-    goal = results["goals"]["vs_sinkhorn"]
     return "\n".join(
         [
             f"== {results['title']}{' [quick]' if results['quick'] else ''} ==",
@@ -213,8 +219,7 @@ def summary(results: dict[str, Any]) -> str:
             "(times: forward + backward, best of k, interleaved; ratios: magnitude / peer; "
             "bg CPU: share of all cores used by other processes during the best samples)",
             "",
-            f"goal vs_sinkhorn: {goal['goal']}, measured {goal['measured']:.2f}x -> "
-            f"{'MET' if goal['met'] else 'MISSED'}",
+            *goal_lines(results["goals"], "x"),
             f"results written to {results.get('json_path', '?')}",
         ]
     )
@@ -222,12 +227,7 @@ def summary(results: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point: run, print the summary, return an exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, one repetition")
-    parser.add_argument("--out", type=Path, default=None, help="directory for the JSON file")
-    args = parser.parse_args(argv)
-    print(summary(run(quick=args.quick, out_dir=args.out)))
-    return 0
+    return cli(__doc__, run, summary, argv)
 
 
 if __name__ == "__main__":

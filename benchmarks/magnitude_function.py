@@ -26,7 +26,6 @@ results are printed as a table and written to ``outputs/benchmarks/magnitude_fun
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +37,9 @@ from scipy.spatial.distance import cdist
 
 from benchmarks._common import (
     Timing,
+    cli,
     format_table,
+    goal_lines,
     interleaved,
     machine_info,
     timed_call,
@@ -314,21 +315,14 @@ def summary(results: dict[str, Any]) -> str:
         "(bg CPU: share of all cores used by other processes during the best sample)",
         "",
     ]
-    for key, goal in results["goals"].items():
-        status = "MET" if goal["met"] else "MISSED"
-        lines.append(f"goal {key}: {goal['goal']}, measured {goal['measured']:.3g} -> {status}")
+    lines.extend(goal_lines(results["goals"]))
     lines.append(f"results written to {results.get('json_path', '?')}")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point: run, print the summary, return an exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, one repetition")
-    parser.add_argument("--out", type=Path, default=None, help="directory for the JSON file")
-    args = parser.parse_args(argv)
-    print(summary(run(quick=args.quick, out_dir=args.out)))
-    return 0
+    return cli(__doc__, run, summary, argv)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ written to ``outputs/benchmarks/weight_regularizer.json``.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Sequence
@@ -38,7 +37,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks._common import best_of, format_table, machine_info, wait_for_quiet, write_json
+from benchmarks._common import (
+    best_of,
+    cli,
+    format_table,
+    goal_lines,
+    machine_info,
+    wait_for_quiet,
+    write_json,
+)
 
 NAME = "weight_regularizer"
 TITLE = "Scalar weight-magnitude regulariser, exact over 10^6 weights, vs the sampled scheme"
@@ -285,21 +292,14 @@ def summary(results: dict[str, Any]) -> str:
         ),
         "",
     ]
-    for key, goal in results["goals"].items():
-        status = {True: "MET", False: "MISSED", None: "n/a (quick)"}[goal["met"]]
-        lines.append(f"goal {key}: {goal['goal']}, measured {goal['measured']:.3g} s -> {status}")
+    lines.extend(goal_lines(results["goals"], " s"))
     lines.append(f"results written to {results.get('json_path', '?')}")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point: run, print the summary, return an exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small model, one repetition")
-    parser.add_argument("--out", type=Path, default=None, help="directory for the JSON file")
-    args = parser.parse_args(argv)
-    print(summary(run(quick=args.quick, out_dir=args.out)))
-    return 0
+    return cli(__doc__, run, summary, argv)
 
 
 if __name__ == "__main__":
