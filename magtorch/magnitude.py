@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ._memory import problems_per_chunk, rows_per_chunk
-from ._problem import Problem, prepare
+from ._problem import Problem, masked_float64, prepare
 from ._validation import (
     ScaleLike,
     as_scales,
@@ -327,8 +327,7 @@ def _cross_distances(z: Tensor, prob: Problem, x: Tensor, name: str = "z") -> Te
                 f"{name} must have x's number of features {x.shape[-1]}; got {z.shape[-1]}"
             )
         check_finite(z, name)
-        valid = prob.valid.reshape(x.shape[:-1]).unsqueeze(-1)
-        x64 = torch.where(valid, x.to(torch.float64), torch.zeros((), dtype=torch.float64))
+        x64 = masked_float64(x, prob.valid.reshape(x.shape[:-1]))
         dz = distances(z.to(torch.float64), x64, prob.metric)
     batch = prob.batch_shape
     try:
