@@ -24,9 +24,11 @@ from .errors import (
     MemoryBudgetError,
 )
 from .magnitude import (
+    ClassPotentials,
     MagnitudeFunction,
     MagnitudeResult,
     SolveInfo,
+    class_potentials,
     loo_potential,
     magnitude,
     magnitude_derivative,
@@ -51,6 +53,7 @@ from .solvers import available_solvers, register_solver
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClassPotentials",
     "ConvergenceError",
     "ConvergenceWarning",
     "MagnitudeDimension",
@@ -61,6 +64,7 @@ __all__ = [
     "MemoryBudgetError",
     "SolveInfo",
     "available_solvers",
+    "class_potentials",
     "cluster",
     "convergence_scale",
     "line_magnitude",

@@ -44,9 +44,11 @@ from .solvers.base import Solver
 from .solvers.dense import dense_inverse
 
 __all__ = [
+    "ClassPotentials",
     "MagnitudeFunction",
     "MagnitudeResult",
     "SolveInfo",
+    "class_potentials",
     "loo_potential",
     "magnitude",
     "magnitude_derivative",
@@ -469,7 +471,15 @@ def _take(x: Tensor, index: Tensor, metric: str) -> Tensor:
     return x[index]
 
 
-def potential_ratio(
+class ClassPotentials(NamedTuple):
+    """Per-point class potential, all-data potential and their ratio (each ``(n,)``/``(T, n)``)."""
+
+    class_potential: Tensor
+    all_potential: Tensor
+    ratio: Tensor
+
+
+def class_potentials(
     z: Tensor,
     labels: Tensor,
     t: ScaleLike,
@@ -478,14 +488,16 @@ def potential_ratio(
     reference_labels: Tensor | None = None,
     metric: str = "euclidean",
     **kwargs,
-) -> Tensor:
-    r"""Class-vs-all potential ratio :math:`r(z_i) = h_{X_c}(z_i) / h_X(z_i)`, ``c = labels[i]``.
+) -> ClassPotentials:
+    r"""Class potential :math:`h_{X_c}(z_i)`, all-data potential :math:`h_X(z_i)` and their ratio.
 
-    Without ``reference``, ``X`` is ``z`` itself and both potentials leave :math:`z_i` out:
-    :math:`r(z_i) = h_{Z_c \setminus \{i\}}(z_i) / h_{Z \setminus \{i\}}(z_i)` (a class of size
-    one has class potential 0). With ``reference`` (e.g. training logits) and
-    ``reference_labels``, each row of ``z`` is scored against the reference set and its class,
-    without leaving anything out.
+    ``c = labels[i]``. Without ``reference``, ``X`` is ``z`` itself and both potentials leave
+    :math:`z_i` out: :math:`h_{Z_c \setminus \{i\}}(z_i)` and
+    :math:`h_{Z \setminus \{i\}}(z_i)` (:func:`loo_potential` on the whole set and on every
+    class, one batched call; a class of size one has class potential 0). With ``reference``
+    (e.g. training logits) and ``reference_labels``, each row of ``z`` is scored against the
+    reference set and its class, without leaving anything out (a class absent from the
+    reference has potential 0). The ratio is ``inf``/``nan`` where the all-data potential is 0.
 
     Args:
         z: points ``(n, d)`` (e.g. logits); distances ``(n, n)`` with ``metric="precomputed"``
@@ -498,18 +510,18 @@ def potential_ratio(
         **kwargs: solver keywords as in :func:`solve`.
 
     Returns:
-        ``(n,)`` or ``(T, n)``.
+        :class:`ClassPotentials`, each field ``(n,)`` or ``(T, n)``.
 
     Example:
         >>> import torch, magtorch
-        >>> z = torch.tensor([[0.0], [0.1], [5.0], [5.1]], dtype=torch.float64)
-        >>> r = magtorch.potential_ratio(z, torch.tensor([0, 0, 1, 1]), 1.0)
-        >>> bool((r > 0.99).all())  # each point's potential comes from its own class
-        True
+        >>> z = torch.tensor([[0.0], [1.0], [5.0]], dtype=torch.float64)
+        >>> cls, every, ratio = magtorch.class_potentials(z, torch.tensor([0, 0, 1]), 1.0)
+        >>> cls  # h of the other class member at distance 1: e^{-1}; a lone class: 0
+        tensor([0.3679, 0.3679, 0.0000], dtype=torch.float64)
     """
     kw = _solve_kwargs({**kwargs, "metric": metric})
     if "mask" in kwargs:
-        raise MagtorchError("potential_ratio takes no mask: pass only the real points")
+        raise MagtorchError("class_potentials takes no mask: pass only the real points")
     z = check_points(z, "z", precomputed=metric == "precomputed" and reference is None)
     if z.dim() != 2:
         raise MagtorchError(f"z must be unbatched (n, d); got shape {tuple(z.shape)}")
@@ -524,9 +536,9 @@ def potential_ratio(
         if per_class.dim() == 3:
             per_class = per_class.transpose(0, 1)  # (T, C, M)
         flat = per_class.reshape(*per_class.shape[:-2], -1)
-        out = torch.zeros_like(every)
-        out[..., index[mask]] = flat[..., mask.reshape(-1)]
-        return out / every
+        own = torch.zeros_like(every)
+        own[..., index[mask]] = flat[..., mask.reshape(-1)]
+        return ClassPotentials(own, every, own / every)
     if reference_labels is None:
         raise MagtorchError("reference_labels is required with reference")
     reference = check_points(reference, "reference")
@@ -545,5 +557,41 @@ def potential_ratio(
     same = labels.unsqueeze(1) == reference_labels.unsqueeze(0)  # (n, n_ref)
     d = pairwise_distances(z.to(torch.float64), reference.to(torch.float64), metric=metric)
     own = _kernel_sum(d.unsqueeze(0), scales, w_ref, same.unsqueeze(0))[0]  # (T, n)
-    own = own.reshape(every.shape)
-    return own.to(every.dtype) / every
+    own = own.reshape(every.shape).to(every.dtype)
+    return ClassPotentials(own, every, own / every)
+
+
+def potential_ratio(
+    z: Tensor,
+    labels: Tensor,
+    t: ScaleLike,
+    *,
+    reference: Tensor | None = None,
+    reference_labels: Tensor | None = None,
+    metric: str = "euclidean",
+    **kwargs,
+) -> Tensor:
+    r"""Class-vs-all potential ratio :math:`r(z_i) = h_{X_c}(z_i) / h_X(z_i)`, ``c = labels[i]``.
+
+    The ``ratio`` field of :func:`class_potentials` (same arguments; leave-one-out within ``z``
+    without ``reference``).
+
+    Returns:
+        ``(n,)`` or ``(T, n)``.
+
+    Example:
+        >>> import torch, magtorch
+        >>> z = torch.tensor([[0.0], [0.1], [5.0], [5.1]], dtype=torch.float64)
+        >>> r = magtorch.potential_ratio(z, torch.tensor([0, 0, 1, 1]), 1.0)
+        >>> bool((r > 0.99).all())  # each point's potential comes from its own class
+        True
+    """
+    return class_potentials(
+        z,
+        labels,
+        t,
+        reference=reference,
+        reference_labels=reference_labels,
+        metric=metric,
+        **kwargs,
+    ).ratio

@@ -318,3 +318,24 @@ def test_magnitude_difference_crossing_functions():
         # a kink costs accuracy only in the panel containing it; 1e-6 is still demanded of a
         # summary statistic (locate the sign change and split the panel there to get ~1e-12)
         assert_close(d, expected, rtol=1e-6, msg=f"t_max={t_max}")
+
+
+def test_convergence_scale_warm_start_finds_the_same_root():
+    """Starting the search at a nearby guess (as the potential callback does epoch to epoch)
+    gives the same scale: Mag(tX) = q n to float64 accuracy, checked by the reference."""
+    rng = np.random.default_rng(7)
+    x = torch.tensor(rng.standard_normal((60, 3)))
+    cold = magtorch.convergence_scale(x)
+    for guess in (0.5 * float(cold), 1.3 * float(cold), 4.0 * float(cold)):
+        warm = magtorch.convergence_scale(x, t_init=guess)
+        assert abs(float(warm) - float(cold)) <= 1e-10 * float(cold)
+    mag = float(ref_magnitude(x, float(cold)))
+    assert abs(mag - 0.95 * 60) <= 1e-9 * 57
+
+
+def test_convergence_scale_rejects_bad_t_init():
+    x = torch.randn(2, 10, 2, dtype=torch.float64)
+    with pytest.raises(magtorch.MagtorchError, match="t_init"):
+        magtorch.convergence_scale(x, t_init=[1.0, 2.0, 3.0])
+    with pytest.raises(magtorch.MagtorchError, match="t_init"):
+        magtorch.convergence_scale(x, t_init=-1.0)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from magtorch.errors import MagtorchError
-from magtorch.magnitude import _class_batches, _take, loo_potential, potential
+from magtorch.magnitude import class_potentials
 
 __all__ = ["dedup_by_index", "potential_scores", "subsample", "summarize"]
 
@@ -62,26 +62,19 @@ def potential_scores(
     """
     z = z.detach().to(torch.float64)
     labels = labels.to(device=z.device, dtype=torch.long)
-    if reference is None:
-        every = loo_potential(z, t, metric=metric)
-        index, mask, _ = _class_batches(labels)
-        per_class = loo_potential(_take(z, index, metric), t, metric=metric, mask=mask)
-        if per_class.dim() == 3:  # (C, T, M) -> (T, C, M)
-            per_class = per_class.transpose(0, 1)
-        flat = per_class.reshape(*per_class.shape[:-2], -1)
-        own = torch.zeros_like(every)
-        own[..., index[mask]] = flat[..., mask.reshape(-1)]
-    else:
+    if reference is not None:
         reference = reference.detach().to(device=z.device, dtype=torch.float64)
         reference_labels = reference_labels.to(device=z.device, dtype=torch.long)
-        every = potential(z, reference, t, metric=metric)
-        own = torch.zeros_like(every)
-        for c in torch.unique(labels):
-            rows = labels == c
-            members = reference_labels == c
-            if bool(members.any()):
-                own[..., rows] = potential(z[rows], reference[members], t, metric=metric)
-    return own, every, own / every
+    return tuple(
+        class_potentials(
+            z,
+            labels,
+            t,
+            reference=reference,
+            reference_labels=reference_labels,
+            metric=metric,
+        )
+    )
 
 
 def dedup_by_index(index: Tensor, *rows: Tensor) -> tuple[Tensor, ...]:

@@ -207,6 +207,7 @@ class MagnitudePotentialCallback(Callback):
         self.scored_epochs: list[int] = []
         self._captured: list[Tensor] = []
         self._warned_cap = False
+        self._last_t: Tensor | None = None  # warm start of t="convergence"
 
     # ------------------------------------------------------------------ Lightning plumbing
 
@@ -293,13 +294,15 @@ class MagnitudePotentialCallback(Callback):
 
     def _scale(self, z: Tensor) -> Tensor:
         if self.t == "convergence":
-            t = convergence_scale(z.to(torch.float64), metric=self.metric)
+            # Representations move slowly between scorings: start from the last scale.
+            t = convergence_scale(z.to(torch.float64), metric=self.metric, t_init=self._last_t)
             if not float(t) > 0:
                 raise MagtorchError(
                     "t='convergence': the scored representations are all equal (a single "
                     "distinct point), so no convergence scale exists; give t a number"
                 )
-            return t.detach().to(torch.float64)
+            self._last_t = t.detach().to(torch.float64)
+            return self._last_t
         if callable(self.t):
             return as_scales(self.t(z), device=z.device, name="t").detach()
         return as_scales(self.t, device=z.device, name="t")
