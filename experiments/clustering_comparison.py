@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from experiments import _markdown
+
 DEFAULT_OUT = Path("outputs") / "clustering"
 DATASETS = ("blobs+outliers", "moons", "circles", "iris")
 METHODS = ("magnitude (auto)", "magnitude (oracle)", "KMeans", "DBSCAN", "Agglomerative")
@@ -353,15 +355,7 @@ def write_report(
 
 def parse_table(report_md: str) -> list[dict[str, str]]:
     """Rows of the main table of ``report.md`` as dicts keyed by the header."""
-    lines = report_md.splitlines()
-    start = lines.index(TABLE_HEADER)
-    keys = [k.strip() for k in TABLE_HEADER.strip("|").split("|")]
-    rows = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        rows.append(dict(zip(keys, (c.strip() for c in line.strip("|").split("|")), strict=True)))
-    return rows
+    return _markdown.parse_table(report_md, TABLE_HEADER)
 
 
 def run(out: Path = DEFAULT_OUT, *, quick: bool = False) -> dict[str, Any]:

@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from experiments import _markdown
+
 DEFAULT_OUT = Path("outputs") / "magnitude_report"
 DATASETS = ("iris", "wine", "breast_cancer", "digits")
 Q = 0.95
@@ -225,17 +227,8 @@ def write_report(
 
 
 def parse_table(report_md: str) -> list[dict[str, str]]:
-    """Read the results table of a ``report.md`` back into dicts keyed by column name."""
-    lines = report_md.splitlines()
-    start = lines.index(TABLE_HEADER)
-    keys = [c.strip() for c in TABLE_HEADER.strip("|").split("|")]
-    rows = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        rows.append(dict(zip(keys, cells, strict=True)))
-    return rows
+    """Rows of the main table of ``report.md`` as dicts keyed by the header."""
+    return _markdown.parse_table(report_md, TABLE_HEADER)
 
 
 def run(
