@@ -32,5 +32,5 @@ def test_run_all_quick_writes_json_and_summary(
     (row,) = results["rows"]
     assert row["n"] == 120 and row["fixed_s"] > 0 and row["auto_s"] > 0
     assert 1 <= row["auto_runs"] <= row["auto_grid"] + 1
-    assert not results["goals"]["time"]["met"]  # the goal is about n = 2000 only
+    assert results["goals"]["time"]["met"] is None  # not judged: the goal is about n = 2000 only
     assert "benchmarks.clustering" in [m.__name__ for m in run_all.discover()]
