@@ -339,3 +339,20 @@ def test_convergence_scale_rejects_bad_t_init():
         magtorch.convergence_scale(x, t_init=[1.0, 2.0, 3.0])
     with pytest.raises(magtorch.MagtorchError, match="t_init"):
         magtorch.convergence_scale(x, t_init=-1.0)
+
+
+@pytest.mark.parametrize("tol", [1e-4, 1e-8])
+def test_convergence_scale_tolerance_is_met(tol):
+    """A looser ``tol`` stops earlier but still puts Mag(tX) within tol of q n (reference)."""
+    rng = np.random.default_rng(11)
+    x = torch.tensor(rng.standard_normal((80, 4)))
+    t = float(magtorch.convergence_scale(x, tol=tol, t_init=0.7))
+    mag = float(ref_magnitude(x, t))
+    assert abs(mag - 0.95 * 80) <= tol * 0.95 * 80
+    assert abs(t / ref_convergence_scale(x) - 1) < 1e-2
+
+
+@pytest.mark.parametrize("tol", [0.0, 1.0, -1e-3])
+def test_convergence_scale_rejects_bad_tol(tol):
+    with pytest.raises(magtorch.MagtorchError, match="tol"):
+        magtorch.convergence_scale(torch.randn(5, 2, dtype=torch.float64), tol=tol)

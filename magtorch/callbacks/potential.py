@@ -41,6 +41,10 @@ __all__ = ["MagnitudePotentialCallback"]
 #: callback asks for ``max_samples`` instead of silently taking minutes per scoring.
 DENSE_LIMIT = 10_000
 
+#: ``t="convergence"`` solves ``Mag(tX) = 0.95 n`` to this relative accuracy in ``Mag`` (a
+#: scale for scoring needs no more; each further digit pair costs a dense solve).
+CONVERGENCE_TOL = 1e-8
+
 SCORE_KEYS = ("index", "label", "class_potential", "all_potential", "ratio", "epoch", "t")
 
 
@@ -98,7 +102,8 @@ class MagnitudePotentialCallback(Callback):
             ... (0-based ``trainer.current_epoch``).
         t: the scale: a positive number, a list of numbers (results gain a leading axis of
             length ``T``), ``"convergence"`` (the :func:`magtorch.convergence_scale` of the
-            scored logits, recomputed each time and recorded in ``scores["t"]``), or a callable
+            scored logits, ``Mag = 0.95 n`` to relative accuracy 1e-8, recomputed each time
+            starting from the previous scale and recorded in ``scores["t"]``), or a callable
             ``logits (n, d) -> scale(s)``.
         layer: ``None`` for the model's output (logits); or the name of a submodule
             (``pl_module.get_submodule(layer)``) whose output, flattened to ``(B, -1)``, is
@@ -295,7 +300,9 @@ class MagnitudePotentialCallback(Callback):
     def _scale(self, z: Tensor) -> Tensor:
         if self.t == "convergence":
             # Representations move slowly between scorings: start from the last scale.
-            t = convergence_scale(z.to(torch.float64), metric=self.metric, t_init=self._last_t)
+            t = convergence_scale(
+                z.to(torch.float64), metric=self.metric, t_init=self._last_t, tol=CONVERGENCE_TOL
+            )
             if not float(t) > 0:
                 raise MagtorchError(
                     "t='convergence': the scored representations are all equal (a single "

@@ -16,16 +16,25 @@ every_k_steps`` points, the paper's :math:`\mathrm{Mag}_n` and :math:`\mathrm{PM
 **What the extra steps are.** In train mode with gradients, for each step: the next batch of
 the trainer's train dataloader (or ``dataloader``; restarted when exhausted), moved with
 ``trainer.strategy.batch_to_device``; ``optimizer.zero_grad()``; ``loss =
-pl_module.training_step(batch, step)`` (a tensor or a dict with ``"loss"``); ``loss.backward()``;
+trainer.strategy.training_step(batch, step)`` (the module's ``training_step`` through the
+strategy: under DDP through the wrapped model, so that ``loss.backward()`` all-reduces the
+gradients; a tensor or a dict with ``"loss"``); ``loss.backward()``;
 gradient clipping as ``trainer.gradient_clip_val``/``gradient_clip_algorithm`` say; then
 ``trainer.optimizers[0].step(closure)``. ``pl_module.log``/``log_dict`` calls inside
 ``training_step`` are dropped during these steps (Lightning forbids logging from
 ``on_train_end``). Not done: learning-rate schedulers are not stepped (the rate stays at its
 current value), ``accumulate_grad_batches`` is ignored (one batch per step), only the first
-optimizer is used, no mixed-precision autocast or loss scaling is applied, and ``global_step``
-and the loop counters do not move. Not supported (the callback raises at ``on_fit_start``):
-manual optimisation (``automatic_optimization = False``); with several processes (DDP) the
-callback warns and skips, since the steps would need the strategy's gradient all-reduce.
+optimizer is used, no gradient scaling is applied (the precision plugin's autocast context
+is), and ``global_step`` and the loop counters do not move. Not supported (the callback raises
+at ``on_fit_start``): manual optimisation (``automatic_optimization = False``).
+
+**Distributed (DDP).** Every rank takes the same steps on its shard of the training data (the
+trainer's loader carries the ``DistributedSampler``; a ``dataloader`` given to the callback is
+iterated as given on every rank) and the gradients are averaged by DDP, so the parameters are
+identical on all ranks. Only global rank zero records the trajectory and solves; the results
+are then broadcast, so ``callback.results`` is the same on every rank. Every rank's
+``training_step`` must return a loss for every batch (a ``None`` on one rank only would leave
+the others waiting in the all-reduce).
 
 With ``restore=True`` (default) the module's parameters and buffers, the optimizer state and
 the global RNG states are saved before and put back after the steps, so training (or the final
@@ -84,7 +93,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from magtorch.errors import MagtorchError
@@ -368,12 +377,6 @@ class TrajectoryMagnitudeCallback(Callback):
         if trainer.fast_dev_run:
             rank_zero_info("TrajectoryMagnitudeCallback: skipped under fast_dev_run")
             return True
-        if trainer.world_size > 1:
-            rank_zero_warn(
-                "TrajectoryMagnitudeCallback: skipped, it runs in a single process only "
-                f"(world_size={trainer.world_size})"
-            )
-            return True
         return False
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -445,6 +448,7 @@ class TrajectoryMagnitudeCallback(Callback):
             store_dim, store_dtype, center = self.sketch_dim, torch.float64, None
         else:
             store_dim, store_dtype, center = dim, dtype, theta0_64
+        record = trainer.is_global_zero  # parameters are the same on every rank
         if storage == "disk":
             rank_zero_info(
                 f"TrajectoryMagnitudeCallback: {n} x {dim} parameters "
@@ -452,8 +456,12 @@ class TrajectoryMagnitudeCallback(Callback):
             )
         row_bytes = store_dim * 8
         block_rows = self.block_rows or max(1, (64 << 20) // row_bytes)
-        acc = _GramAccumulator(
-            n, store_dim, store_dtype, storage == "disk", block_rows, center, self.scratch_dir
+        acc = (
+            _GramAccumulator(
+                n, store_dim, store_dtype, storage == "disk", block_rows, center, self.scratch_dir
+            )
+            if record
+            else None
         )
 
         saved = None
@@ -482,7 +490,7 @@ class TrajectoryMagnitudeCallback(Callback):
 
                     def closure(batch: Any = batch, box: list = loss_box, idx: int = taken) -> Any:
                         optimizer.zero_grad()
-                        out = pl_module.training_step(batch, idx)
+                        out = trainer.strategy.training_step(batch, idx)
                         loss = out["loss"] if isinstance(out, dict) else out
                         if loss is None:
                             box[0] = None
@@ -504,12 +512,12 @@ class TrajectoryMagnitudeCallback(Callback):
                             raise MagtorchError("training_step returned None for every batch")
                         continue
                     taken += 1
-                    if taken % self.every_k_steps == 0:
+                    if acc is not None and taken % self.every_k_steps == 0:
                         v = flat()
                         acc.append(sketch(v.to(torch.float64) - theta0_64) if sketch else v)
             seconds_steps = time.perf_counter() - start
-            distances = acc.distances()
-            if self.keep_trajectory:
+            distances = acc.distances() if acc is not None else None
+            if acc is not None and self.keep_trajectory:
                 vectors = acc.vectors()
                 self.trajectory = None if vectors is None or sketch else vectors.clone()
         finally:
@@ -521,8 +529,25 @@ class TrajectoryMagnitudeCallback(Callback):
                 optimizer.load_state_dict(saved[1])
             optimizer.zero_grad()
             pl_module.train(was_training)
-            acc.close()
+            if acc is not None:
+                acc.close()
 
+        if record:
+            self.results = self._solve(trainer, distances, storage, sketch is not None, dim)
+            self.results["seconds_steps"] = seconds_steps
+        if trainer.world_size > 1:
+            self.results = trainer.strategy.broadcast(self.results, src=0)
+        self.distances = distances if self.keep_trajectory else None
+        self._done = True
+        self._log(trainer)
+        self._save(trainer)
+        return self.results
+
+    def _solve(
+        self, trainer: pl.Trainer, distances: Tensor, storage: str, sketched: bool, dim: int
+    ) -> dict[str, Any]:
+        """Magnitude and positive magnitude of the recorded trajectory at every scale."""
+        n = self.n_points
         start = time.perf_counter()
         scales = torch.tensor(self.t, dtype=torch.float64)
         res = solve(distances, scales, metric="precomputed", solver=self.solver)
@@ -530,7 +555,7 @@ class TrajectoryMagnitudeCallback(Callback):
         mag = res.magnitude.reshape(-1)
         pmag = res.weights.reshape(len(self.t), -1).clamp_min(0).sum(-1)
         steps = distances.diagonal(1)
-        self.results = {
+        return {
             "t": list(self.t),
             "magnitude": [float(v) for v in mag],
             "positive_magnitude": [float(v) for v in pmag],
@@ -539,7 +564,7 @@ class TrajectoryMagnitudeCallback(Callback):
             "every_k_steps": self.every_k_steps,
             "n_parameters": dim,
             "storage": storage,
-            "sketch_dim": self.sketch_dim if sketch else None,
+            "sketch_dim": self.sketch_dim if sketched else None,
             "epoch": trainer.current_epoch,
             "global_step": trainer.global_step,
             "restored": self.restore,
@@ -547,14 +572,8 @@ class TrajectoryMagnitudeCallback(Callback):
             "distance_max": float(distances.max()),
             "solver": res.info.method,
             "converged": bool(res.info.converged.all()),
-            "seconds_steps": seconds_steps,
             "seconds_solve": seconds_solve,
         }
-        self.distances = distances if self.keep_trajectory else None
-        self._done = True
-        self._log(trainer)
-        self._save(trainer)
-        return self.results
 
     def _log(self, trainer: pl.Trainer) -> None:
         if not trainer.is_global_zero or self.results is None:
@@ -569,9 +588,12 @@ class TrajectoryMagnitudeCallback(Callback):
             logger.save()
 
     def _save(self, trainer: pl.Trainer) -> None:
-        if self.filename is None or not trainer.is_global_zero or self.results is None:
+        if self.filename is None or self.results is None:
             return
-        directory = trainer.log_dir or trainer.default_root_dir
+        log_dir = trainer.log_dir  # a collective under DDP: every rank asks
+        if not trainer.is_global_zero:
+            return
+        directory = log_dir or trainer.default_root_dir
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, self.filename)
         fd, tmp = tempfile.mkstemp(prefix=".trajectory-", suffix=".json", dir=directory)

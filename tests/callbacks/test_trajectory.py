@@ -177,3 +177,52 @@ def test_manual_optimization_is_refused(tmp_path):
 def test_bad_arguments(kwargs, name):
     with pytest.raises(MagtorchError, match=name):
         TrajectoryMagnitudeCallback(**kwargs)
+
+
+# ----------------------------------------------------------------------------- DDP
+
+
+class DoubleToy(ToyClassifier):
+    """The toy classifier in float64, so that one and two processes agree to rounding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.double()
+
+    def forward(self, x):
+        return super().forward(x.double())
+
+
+def _trajectory_results(tmp_path, **trainer_kwargs) -> dict:
+    """Full-batch SGD (48 points; on 2 ranks 24 each, gradients averaged by DDP: the same
+    steps), then the callback's 12 further steps; returns the JSON rank zero wrote."""
+    pl.seed_everything(0)
+    cb = TrajectoryMagnitudeCallback(t=TS, n_steps=12, every_k_steps=1)
+    trainer = pl.Trainer(
+        max_epochs=1, callbacks=[cb], logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+        accelerator="cpu", **trainer_kwargs,
+    )  # fmt: skip
+    trainer.fit(DoubleToy(), toy_loader(batch_size=48, shuffle=False))
+    with open(tmp_path / "trajectory_magnitude.json") as fh:
+        return json.load(fh)
+
+
+@pytest.fixture
+def file_system_sharing():
+    """Share tensors with spawned workers through files (see the potential callback's test)."""
+    import torch.multiprocessing as mp
+
+    before = mp.get_sharing_strategy()
+    mp.set_sharing_strategy("file_system")
+    yield
+    mp.set_sharing_strategy(before)
+
+
+def test_ddp_two_processes_match_one(tmp_path, file_system_sharing):
+    one = _trajectory_results(tmp_path / "one")
+    two = _trajectory_results(tmp_path / "two", devices=2, strategy="ddp_spawn")
+    assert two["n_points"] == one["n_points"] == 12
+    assert two["step_distance_mean"] == pytest.approx(one["step_distance_mean"], rel=1e-9)
+    for key in ("magnitude", "positive_magnitude"):
+        assert two[key] == pytest.approx(one[key], rel=1e-9), key
