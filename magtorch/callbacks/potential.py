@@ -224,10 +224,17 @@ class MagnitudePotentialCallback(Callback):
         )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"scored_epochs": list(self.scored_epochs), "every_n_epochs": self.every_n_epochs}
+        last_t = None if self._last_t is None else float(self._last_t)
+        return {
+            "scored_epochs": list(self.scored_epochs),
+            "every_n_epochs": self.every_n_epochs,
+            "last_t": last_t,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.scored_epochs = list(state_dict.get("scored_epochs", []))
+        last_t = state_dict.get("last_t")
+        self._last_t = None if last_t is None else torch.tensor(last_t, dtype=torch.float64)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.layer is not None:

@@ -365,3 +365,14 @@ def test_ddp_two_processes_match_one(tmp_path, file_system_sharing):
     assert_close(two["logits"], one["logits"], rtol=1e-6, atol=1e-6)
     for key in ("class_potential", "all_potential", "ratio"):
         assert_close(two[key], one[key], rtol=1e-6, atol=1e-9, msg=key)
+
+
+def test_convergence_scale_warm_start_survives_a_checkpoint(tmp_path):
+    """The last convergence scale is saved, so a resumed run starts its search there."""
+    first = MagnitudePotentialCallback(t="convergence", save=False)
+    trainer, _ = fit(tmp_path / "a", first, max_epochs=1)
+    state = first.state_dict()
+    assert state["last_t"] == pytest.approx(float(first.scores["t"]), rel=1e-15)
+    resumed = MagnitudePotentialCallback(t="convergence", save=False)
+    resumed.load_state_dict(state)
+    assert float(resumed._last_t) == state["last_t"]
