@@ -24,10 +24,11 @@ CONSTRAINTS := constraints.txt
 export MPLBACKEND ?= Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test test-all bench lint format clean distclean
+.PHONY: help demo report test test-all bench lint format clean distclean
 
 help:
-	@echo "make demo      magnitude report on scikit-learn datasets -> outputs/magnitude_report/"
+	@echo "make demo      memorization experiment (potential ratio vs Feldman estimates) -> outputs/demo/report.md"
+	@echo "make report    magnitude report on scikit-learn datasets -> outputs/magnitude_report/"
 	@echo "make test      ruff check, ruff format --check, pytest (default suite, no slow tests)"
 	@echo "make test-all  the same, slow tests included"
 	@echo "make bench     speed and memory against peer libraries (benchmarks/run_all.py)"
@@ -54,6 +55,7 @@ $(STAMPS)/torch: | $(VPY)
 # $(STAMPS)/extras-NAME installs the project (editable) with the extras in EXTRAS_NAME.
 EXTRAS_dev      := dev
 EXTRAS_examples := examples
+EXTRAS_demo     := demo
 EXTRAS_bench    := bench,examples
 
 $(STAMPS)/extras-%: pyproject.toml $(CONSTRAINTS) $(STAMPS)/torch
@@ -62,7 +64,12 @@ $(STAMPS)/extras-%: pyproject.toml $(CONSTRAINTS) $(STAMPS)/torch
 
 # ---------------------------------------------------------------- tasks
 
-demo: $(STAMPS)/extras-examples
+# The memorization experiment at demo size (under 5 minutes on 2 CPU cores).
+demo: $(STAMPS)/extras-demo
+	$(VPY) experiments/train.py experiment=memorization hydra.run.dir=outputs/demo
+	@echo "report: outputs/demo/report.md"
+
+report: $(STAMPS)/extras-examples
 	$(VPY) -m experiments.magnitude_report
 
 lint: $(STAMPS)/extras-dev
