@@ -39,6 +39,7 @@ from .magnitude import (
     solve,
     weights,
 )
+from .matrix_free import MagnitudeBounds, magnitude_bounds
 from .network import line_magnitude, line_weights, sampled_line_magnitude, weight_magnitude
 from .pairwise import pairwise_distances, similarity_matrix
 from .scales import (
@@ -56,6 +57,7 @@ __all__ = [
     "ClassPotentials",
     "ConvergenceError",
     "ConvergenceWarning",
+    "MagnitudeBounds",
     "MagnitudeDimension",
     "MagnitudeFunction",
     "MagnitudeResult",
@@ -72,6 +74,7 @@ __all__ = [
     "loo_potential",
     "magnitude",
     "magnitude_area",
+    "magnitude_bounds",
     "magnitude_derivative",
     "magnitude_difference",
     "magnitude_distance",

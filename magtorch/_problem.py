@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -36,19 +37,44 @@ from .errors import (
 from .pairwise import check_distance_matrix, distances
 from .solvers.base import Solver, available_solvers, get_solver
 
+if TYPE_CHECKING:
+    from .matrix_free import PointsProblem
+
 __all__ = ["Problem", "prepare", "resolve_solver"]
 
 
-def resolve_solver(solver: str | Solver, n: int) -> Solver:
+#: ``solver="auto"`` uses dense Cholesky whenever the dense matrices fit the memory budget and
+#: matrix-free CG otherwise. Measured crossover on the development machine (2-core CPU, one
+#: thread, N(0, I) in R^10 at t = 1 / median distance, rtol 1e-6; BENCHMARKS.md, "Magnitude at
+#: scale"): dense was faster at every size measured (n = 2000: 0.62 s vs 1.05 s; 4000: 1.2 s vs
+#: 4.4 s; 8000: 4.5 s vs 25.8 s; 20000, float64 Cholesky: 49 s vs 244 s), so there is no size
+#: threshold: CG is the path for problems whose dense matrices do not fit (O(n) memory).
+AUTO_CG_MIN_POINTS: int | None = None
+
+
+def resolve_solver(
+    solver: str | Solver,
+    n: int,
+    *,
+    num: int = 1,
+    device: torch.device | None = None,
+    precomputed: bool = True,
+) -> Solver:
     """Map ``solver`` (a registered name, ``"auto"``, or a :class:`Solver` instance) to a solver.
 
-    ``"auto"`` chooses the dense Cholesky path; the matrix-free solvers will take over above the
-    size where the dense path no longer fits the memory budget.
+    ``"auto"`` chooses dense Cholesky when ``num`` dense problems fit the memory budget (and
+    ``n < AUTO_CG_MIN_POINTS`` if that is set), and the matrix-free ``"cg"`` otherwise (points
+    only: precomputed distances are already dense and stay with Cholesky).
     """
     if isinstance(solver, Solver):
         return solver
     if solver == "auto":
-        return get_solver("cholesky")
+        if precomputed:
+            return get_solver("cholesky")
+        budget = memory_budget(device or torch.device("cpu"))
+        fits = 32 * n * n <= budget and 8 * num * n * n <= budget
+        small = AUTO_CG_MIN_POINTS is None or n < AUTO_CG_MIN_POINTS
+        return get_solver("cholesky" if small and fits else "cg")
     if not isinstance(solver, str) or solver not in available_solvers():
         raise MagtorchError(f"unknown solver={solver!r}; allowed: {', '.join(available_solvers())}")
     return get_solver(solver)
@@ -73,6 +99,14 @@ class Problem:
     @property
     def num_sets(self) -> int:
         return self.d.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.d.device
+
+    def max_distance(self) -> Tensor:
+        """Each set's diameter, ``(N,)``."""
+        return self.d.detach().amax(dim=(-2, -1))
 
     @property
     def n(self) -> int:
@@ -159,9 +193,14 @@ def solve_options(
     on_nonconvergence: str = "warn",
     progress: bool = False,
     n: int = 0,
+    *,
+    num: int = 1,
+    device: torch.device | None = None,
+    precomputed: bool = True,
 ) -> SolveOptions:
-    """Validate the solver keywords (``n``: problem size, for ``solver="auto"``)."""
-    solver_obj = resolve_solver(solver, n)
+    """Validate the solver keywords (``n``, ``num``, ``device``, ``precomputed``: the problem,
+    for ``solver="auto"``)."""
+    solver_obj = resolve_solver(solver, n, num=num, device=device, precomputed=precomputed)
     rtol = check_tolerance(rtol)
     return SolveOptions(
         solver=solver_obj,
@@ -241,16 +280,36 @@ def prepare(
     on_nonconvergence: str = "warn",
     progress: bool = False,
     name: str = "x",
-) -> Problem:
-    """Validate the arguments, compute float64 distances, and detect duplicates."""
+) -> Problem | PointsProblem:
+    """Validate the arguments, compute float64 distances, and detect duplicates.
+
+    A matrix-free solver (``solver="cg"``, or ``"auto"`` on large ``n``) on points gets a
+    :class:`~magtorch.matrix_free.PointsProblem` instead: coordinates, no distance matrix."""
     metric = check_metric(metric)
     precomputed = metric == "precomputed"
     x = check_points(x, name, precomputed=precomputed)
     mask = check_mask(mask, x.shape[:-1])
     n = x.shape[-2]
-    options = solve_options(solver, rtol, max_iter, on_nonconvergence, progress, n)
     batch_shape = x.shape[:-2]
     num = math.prod(batch_shape)
+    options = solve_options(
+        solver,
+        rtol,
+        max_iter,
+        on_nonconvergence,
+        progress,
+        n,
+        num=num,
+        device=x.device,
+        precomputed=precomputed,
+    )
+    if getattr(options.solver, "matrix_free", False) and not precomputed:
+        from .matrix_free import points_problem  # matrix-free: no n x n distances
+
+        check_finite(x, name, mask)
+        return points_problem(
+            x, mask, options, metric=metric, batch_shape=batch_shape, num=num, n=n
+        )
     check_dense_memory(num, n, x.device, name)
     if precomputed:
         d = check_distance_matrix(x, name).to(torch.float64)

@@ -64,6 +64,7 @@ class SolveReport:
     converged: Tensor | None = None
     positive_definite: Tensor | None = None
     derivative: Tensor | None = None
+    bounds: Tensor | None = None  # (N, T, 2) lower/upper bounds on Mag (matrix-free CG only)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 

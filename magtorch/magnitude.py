@@ -105,7 +105,7 @@ def _run(
     """Prepare ``x``, solve at ``t``; returns the problem, the scales, whether ``t`` was a scalar,
     the weights ``(N, T, n)``, magnitudes ``(N, T)`` and the report."""
     prob = prepare(x, **_solve_kwargs(kwargs))
-    scales = as_scales(t, device=prob.d.device)
+    scales = as_scales(t, device=prob.device)
     w, mag, report = prob.solve(prob.expand_scales(scales), derivative=derivative)
     return prob, scales, scales.dim() == 0, w, mag, report
 
@@ -216,6 +216,8 @@ def positive_magnitude(x: Tensor, t: ScaleLike, **kwargs) -> Tensor:
 
 def _quadratic_form(prob: Problem, w: Tensor, t: Tensor) -> Tensor:
     r""":math:`w^\top (D \circ Z_t) w` for ``w (N, T, n)`` and ``t (N, T)``; differentiable."""
+    if not isinstance(prob, Problem):  # matrix-free: recomputed by row blocks
+        return prob.quadratic_form(w, t)
     num, scales, n = w.shape
     flat_t = t.reshape(-1)
     flat_w = w.reshape(num * scales, n)

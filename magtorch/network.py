@@ -498,9 +498,11 @@ def weight_magnitude(
     * ``"neurons"``: each row of a weight matrix (a neuron's incoming weights; a kernel
       ``(out, in, k...)`` flattened per output channel) is a point of
       :math:`\mathbb{R}^{\text{fan\_in}}`, one set per parameter tensor (``per_layer`` has no
-      effect), solved densely by :func:`magtorch.magnitude` (:math:`O(\text{out}^2)` memory,
-      :math:`O(\text{out}^3)` time per layer). A layer too large for the memory budget raises
-      :class:`~magtorch.MemoryBudgetError`, naming the parameter and the alternatives.
+      effect), solved by :func:`magtorch.magnitude` (``solver="auto"``: densely, in
+      :math:`O(\text{out}^2)` memory and :math:`O(\text{out}^3)` time per layer, or matrix-free
+      CG for a layer whose dense matrix exceeds the memory budget). With ``solver="cholesky"``
+      such a layer raises :class:`~magtorch.MemoryBudgetError`, naming the parameter and the
+      alternatives.
 
     Args:
         module_or_parameters: a module or parameters (see :func:`select_parameters`).

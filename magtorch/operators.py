@@ -8,9 +8,9 @@ Padded points (``active`` False) get an identity row and column, so with a zero 
 their weight is exactly 0 and they never touch the real points. The same mechanism removes the
 extra copies of duplicated points (multiset semantics, see :mod:`magtorch.magnitude`).
 
-:class:`DenseSimilarity` stores ``Z`` (``P n^2`` numbers). The matrix-free operator (chunked
-``Z v`` from the points, never storing ``n x n``) plugs in here as another
-:class:`SimilarityOperator`.
+:class:`DenseSimilarity` stores ``Z`` (``P n^2`` numbers). The matrix-free operator
+:class:`magtorch.matrix_free.PointsSimilarity` (chunked ``Z v`` from the points, never storing
+``n x n``) is another :class:`SimilarityOperator`.
 """
 
 from __future__ import annotations
@@ -112,6 +112,11 @@ class DenseSimilarity:
 
     def matvec(self, v: Tensor) -> Tensor:
         return torch.bmm(self._z, v.unsqueeze(-1)).squeeze(-1)
+
+    def column(self, index: Tensor) -> Tensor:
+        """Column ``index[p]`` of each matrix: ``(P, n)`` (for preconditioners)."""
+        rows = torch.arange(self._z.shape[0], device=self._z.device)
+        return self._z[rows, :, index]
 
     def dense(self) -> Tensor:
         return self._z

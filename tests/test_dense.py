@@ -96,7 +96,7 @@ def test_memory_budget_refuses_before_allocating():
     magtorch.set_memory_budget(10**6)
     try:
         with pytest.raises(magtorch.MemoryBudgetError, match="n=400"):
-            magtorch.magnitude(torch.zeros(400, 2, dtype=torch.float64), 1.0)
+            magtorch.magnitude(torch.zeros(400, 2, dtype=torch.float64), 1.0, solver="cholesky")
     finally:
         magtorch.set_memory_budget(None)
 
