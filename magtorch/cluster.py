@@ -56,9 +56,8 @@ gains, and far more on a loaded machine), restoring torch's thread count afterwa
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +66,7 @@ import torch
 from torch import Tensor
 
 from ._greedy_clusters import GreedyResult, greedy_clustering
+from ._threads import cpu_single_thread
 from ._validation import check_finite, check_metric, check_points, check_positive_int
 from .errors import MagtorchError
 from .pairwise import check_distance_matrix, distances
@@ -99,20 +99,6 @@ class ThresholdSweep:
     best_index: int
     max_increase: float
     n_runs: int
-
-
-@contextlib.contextmanager
-def _single_thread(device: torch.device) -> Iterator[None]:
-    """Run CPU torch ops on one thread inside the block; restore the thread count after."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _check_threshold(value: Any, name: str = "threshold") -> float | None:
@@ -308,7 +294,7 @@ class MagnitudeClustering:
         Xt = _as_tensor(X, self.dtype)
         K = self._similarity(Xt)
         seed = self._seed(K)
-        with _single_thread(K.device):
+        with cpu_single_thread(K.device):
             if self.threshold is None:
                 self.sweep_, result = self._sweep(K, seed)
                 self.threshold_ = float(self.sweep_.thresholds[self.sweep_.best_index])

@@ -24,9 +24,7 @@ so the gradient to the points comes from the metric's own derivative, block by b
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -38,6 +36,7 @@ from torch.utils.checkpoint import checkpoint
 from ._memory import rows_per_chunk
 from ._problem import Problem, valid_points
 from ._progress import Progress
+from ._threads import cpu_single_thread
 from ._validation import ScaleLike, as_scales, check_positive_int, check_tolerance
 from .autograd import SolveReport, gather_to_representatives, spread
 from .errors import ConvergenceWarning, MagtorchError, warn_user
@@ -53,26 +52,6 @@ __all__ = [
     "find_duplicate_points",
     "magnitude_bounds",
 ]
-
-
-@contextlib.contextmanager
-def cpu_single_thread(device: torch.device) -> Iterator[None]:
-    """Run torch on one intra-op thread inside the block loops (CPU only), then restore.
-
-    The loops issue thousands of small operations; with several intra-op threads, every
-    parallel region ends with worker threads spinning, which on a busy machine starved the
-    main thread: a product at ``n = 2000`` took 5.9 s with 2 threads and 0.04 s with one
-    (2-core machine under load). The blocks are sized for one core's cache anyway.
-    """
-    if device.type != "cpu" or torch.get_num_threads() == 1:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def block_distances(a: Tensor, b: Tensor, metric: str) -> Tensor:

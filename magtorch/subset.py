@@ -36,9 +36,7 @@ block of the factor, so with ``a = L^{-1} 1`` the magnitude of the first ``j`` p
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +44,7 @@ import torch
 from torch import Tensor
 
 from ._progress import Progress
+from ._threads import cpu_single_thread
 from ._validation import ScaleLike, as_scales, check_finite, check_metric, check_points
 from .errors import MagtorchError
 from .pairwise import check_distance_matrix, distances
@@ -69,22 +68,6 @@ COVER_BLOCK = 256
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-@contextlib.contextmanager
-def _single_thread(device: torch.device) -> Iterator[None]:
-    """Run CPU torch ops on one thread inside the block (the greedy and hierarchy loops are
-    many small kernels: OpenMP fan-out costs more than it gains, far more on a loaded
-    machine); restore the thread count after."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _single_set(x: Tensor, metric: str, name: str = "x") -> Tensor:
@@ -233,7 +216,7 @@ def greedy_subset(
     start = _check_index(start, "start", n)
     kw = {"dtype": torch.float64, "device": x.device}
 
-    with _single_thread(x.device):
+    with cpu_single_thread(x.device):
         cap = min(max_size, 64)
         V = torch.empty(cap, n, **kw)
         first = torch.exp(-scale * _rows(x, torch.tensor([start], device=x.device), metric)[0])
@@ -467,7 +450,7 @@ class DiscreteCenterHierarchy:
         self._n = n
         self._alive = torch.ones(n, dtype=torch.bool, device=x.device)
         self._top = torch.zeros(n, dtype=torch.long, device=x.device)
-        with _single_thread(x.device):
+        with cpu_single_thread(x.device):
             self._grow_top()
 
     # ------------------------------------------------------------ public views
@@ -549,7 +532,7 @@ class DiscreteCenterHierarchy:
         m = points.shape[0]
         self._reserve(self._n + m)
         new = torch.arange(self._n, self._n + m, device=self._x.device)
-        with _single_thread(self._x.device):
+        with cpu_single_thread(self._x.device):
             for j in range(m):
                 self._insert_one(points[j : j + 1])
         return new
@@ -590,7 +573,7 @@ class DiscreteCenterHierarchy:
             raise MagtorchError(f"ids must be ids of alive points (see .ids); got {ids!r}")
         if ids_t.numel() >= self.n:
             raise MagtorchError("cannot delete every point of the hierarchy")
-        with _single_thread(self._x.device):
+        with cpu_single_thread(self._x.device):
             for p in ids_t.tolist():
                 self._delete_one(p)
 

@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
 from magtorch.callbacks._scores import subsample
-from magtorch.callbacks.potential import _atomic_save, _positive_int
+from magtorch.callbacks.potential import _atomic_save, _positive_int, training_dataset
 from magtorch.errors import MagtorchError
 from magtorch.partition.inputs import input_layer_view
 from magtorch.partition.summary import ADJACENCY, partition_summary, summary_scalars
@@ -254,20 +254,7 @@ class PartitionCallback(Callback):
     def _scoring_loader(self, trainer: pl.Trainer) -> DataLoader:
         if isinstance(self.scoring, DataLoader):
             return self.scoring
-        source = trainer.train_dataloader
-        if not isinstance(source, DataLoader):
-            raise MagtorchError(
-                "scoring='train' needs a single training DataLoader; got "
-                f"{type(source).__name__}: pass scoring=<DataLoader of (x, y, ...)>"
-            )
-        dataset = source.dataset
-        try:
-            n = len(dataset)
-        except TypeError as err:
-            raise MagtorchError(
-                "scoring='train' needs a map-style training dataset (with __len__); "
-                "pass scoring=<DataLoader> for iterable datasets"
-            ) from err
+        source, dataset, n = training_dataset(trainer, "(x, y, ...)")
         keep = subsample(n, self.max_samples) if self.max_samples else torch.arange(n)
         self._keep = keep
         return DataLoader(

@@ -324,20 +324,7 @@ class MagnitudePotentialCallback(Callback):
     def _scoring_loader(self, trainer: pl.Trainer) -> DataLoader:
         if isinstance(self.scoring, DataLoader):
             return self.scoring
-        source = trainer.train_dataloader
-        if not isinstance(source, DataLoader):
-            raise MagtorchError(
-                "scoring='train' needs a single training DataLoader; got "
-                f"{type(source).__name__}: pass scoring=<DataLoader of (x, y, index)>"
-            )
-        dataset = source.dataset
-        try:
-            n = len(dataset)
-        except TypeError as err:
-            raise MagtorchError(
-                "scoring='train' needs a map-style training dataset (with __len__); "
-                "pass scoring=<DataLoader> for iterable datasets"
-            ) from err
+        source, dataset, n = training_dataset(trainer, "(x, y, index)")
         self._check_size(n, "scoring")
         keep = subsample(n, self.max_samples) if self.max_samples else torch.arange(n)
         if len(keep) < n:
@@ -528,6 +515,29 @@ def _pack(index, y, cls, every, ratio, epoch: int, t: Tensor) -> dict[str, Tenso
         "epoch": torch.tensor(epoch),
         "t": t.detach().cpu().to(torch.float64),
     }
+
+
+def training_dataset(trainer: pl.Trainer, contract: str) -> tuple[DataLoader, Any, int]:
+    """The trainer's training loader, its map-style dataset and its length (``scoring="train"``).
+
+    Raises :class:`~magtorch.MagtorchError` for several training loaders or an iterable
+    dataset, telling the user to pass a scoring loader of ``contract`` batches instead.
+    """
+    source = trainer.train_dataloader
+    if not isinstance(source, DataLoader):
+        raise MagtorchError(
+            "scoring='train' needs a single training DataLoader; got "
+            f"{type(source).__name__}: pass scoring=<DataLoader of {contract}>"
+        )
+    dataset = source.dataset
+    try:
+        n = len(dataset)
+    except TypeError as err:
+        raise MagtorchError(
+            "scoring='train' needs a map-style training dataset (with __len__); "
+            "pass scoring=<DataLoader> for iterable datasets"
+        ) from err
+    return source, dataset, n
 
 
 def _atomic_save(obj: dict, path: str) -> None:

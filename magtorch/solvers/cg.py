@@ -117,7 +117,7 @@ class NystromPreconditioner:
         factor_t = torch.zeros(num, k, n, dtype=dtype, device=device)  # L^T, rows contiguous
         rows = torch.arange(num, device=device)
         taken = 0
-        from ..matrix_free import cpu_single_thread
+        from .._threads import cpu_single_thread
 
         with cpu_single_thread(device):
             for j in range(k):
