@@ -80,9 +80,13 @@ def resolve_solver(
     return get_solver(solver)
 
 
-@dataclass
-class Problem:
-    d: Tensor  # (N, n, n) float64
+@dataclass(kw_only=True)
+class ProblemBase:
+    """What every problem holds besides its geometry: which points are real (``valid``) and
+    distinct (``active``, the multiset rule), the solver options, and how to map results back
+    to the caller's shapes and dtype. :class:`Problem` adds the dense distances,
+    :class:`magtorch.matrix_free.PointsProblem` the coordinates."""
+
     valid: Tensor  # (N, n) bool
     active: Tensor  # (N, n) bool, distinct real points
     rep: Tensor  # (N, n) int64
@@ -98,38 +102,16 @@ class Problem:
 
     @property
     def num_sets(self) -> int:
-        return self.d.shape[0]
-
-    @property
-    def device(self) -> torch.device:
-        return self.d.device
-
-    def max_distance(self) -> Tensor:
-        """Each set's diameter, ``(N,)``."""
-        return self.d.detach().amax(dim=(-2, -1))
+        return self.valid.shape[0]
 
     @property
     def n(self) -> int:
-        return self.d.shape[-1]
+        return self.valid.shape[-1]
 
     @property
     def n_distinct(self) -> Tensor:
         """Number of distinct real points per set, ``(N,)``."""
         return self.active.sum(-1)
-
-    def solve(self, t: Tensor, derivative: bool = False) -> tuple[Tensor, Tensor, SolveReport]:
-        """Weights ``(N, T, n)`` and magnitudes ``(N, T)`` (float64) at scales ``t (N, T)``.
-
-        ``derivative=True`` also fills ``report.derivative`` with ``dMag/dt`` (not
-        differentiable) from the matrices the solve built.
-        """
-        report = SolveReport()
-        config = SolveConfig(self.solver, self.rtol, self.max_iter, derivative, self.progress)
-        w, mag = MagnitudeSolve.apply(
-            self.d, t, self.valid, self.active, self.rep, self.counts, config, report
-        )
-        self._check(report, t)
-        return w, mag, report
 
     def _check(self, report: SolveReport, t: Tensor) -> None:
         failed = ~report.converged
@@ -160,6 +142,35 @@ class Problem:
         if scalar_t:
             value = value.squeeze(1)
         return value.reshape((*self.batch_shape, *value.shape[1:])).to(dtype or self.dtype)
+
+
+@dataclass(kw_only=True)
+class Problem(ProblemBase):
+    """A problem with dense float64 distances ``d (N, n, n)``."""
+
+    d: Tensor  # (N, n, n) float64
+
+    @property
+    def device(self) -> torch.device:
+        return self.d.device
+
+    def max_distance(self) -> Tensor:
+        """Each set's diameter, ``(N,)``."""
+        return self.d.detach().amax(dim=(-2, -1))
+
+    def solve(self, t: Tensor, derivative: bool = False) -> tuple[Tensor, Tensor, SolveReport]:
+        """Weights ``(N, T, n)`` and magnitudes ``(N, T)`` (float64) at scales ``t (N, T)``.
+
+        ``derivative=True`` also fills ``report.derivative`` with ``dMag/dt`` (not
+        differentiable) from the matrices the solve built.
+        """
+        report = SolveReport()
+        config = SolveConfig(self.solver, self.rtol, self.max_iter, derivative, self.progress)
+        w, mag = MagnitudeSolve.apply(
+            self.d, t, self.valid, self.active, self.rep, self.counts, config, report
+        )
+        self._check(report, t)
+        return w, mag, report
 
 
 def _find_duplicates(d: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -34,7 +34,7 @@ from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from ._memory import rows_per_chunk
-from ._problem import Problem, valid_points
+from ._problem import ProblemBase, valid_points
 from ._progress import Progress
 from ._threads import cpu_single_thread
 from ._validation import ScaleLike, as_scales, check_positive_int, check_tolerance
@@ -460,23 +460,11 @@ def _not_dense(name: str) -> MagtorchError:
     )
 
 
-@dataclass
-class PointsProblem:
+@dataclass(kw_only=True)
+class PointsProblem(ProblemBase):
     """Matrix-free counterpart of :class:`magtorch._problem.Problem`: holds coordinates ``y``."""
 
     y: Tensor  # (N, n, d) float64, differentiable
-    valid: Tensor
-    active: Tensor
-    rep: Tensor
-    counts: Tensor
-    batch_shape: torch.Size
-    dtype: torch.dtype
-    metric: str
-    solver: Solver
-    rtol: float
-    max_iter: int
-    on_nonconvergence: str
-    progress: bool = False
 
     @property
     def d(self) -> Tensor:
@@ -485,18 +473,6 @@ class PointsProblem:
     @property
     def device(self) -> torch.device:
         return self.y.device
-
-    @property
-    def num_sets(self) -> int:
-        return self.y.shape[0]
-
-    @property
-    def n(self) -> int:
-        return self.y.shape[1]
-
-    @property
-    def n_distinct(self) -> Tensor:
-        return self.active.sum(-1)
 
     def max_distance(self) -> Tensor:
         """An upper bound on each set's diameter, ``(N,)`` (twice the largest distance to the
@@ -541,11 +517,6 @@ class PointsProblem:
         for start in range(0, n, rows_n):
             total = total + checkpoint(block, self.y, t, w, start, use_reentrant=False)
         return total
-
-    # The shared helpers of the dense problem (they only use the fields above).
-    _check = Problem._check
-    expand_scales = Problem.expand_scales
-    output = Problem.output
 
 
 def points_problem(
