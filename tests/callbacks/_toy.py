@@ -71,3 +71,19 @@ def toy_loader(dataset=None, batch_size: int = 16, shuffle: bool = True, **kwarg
     dataset = ToyDataset() if dataset is None else dataset
     g = torch.Generator().manual_seed(0)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=g, **kwargs)
+
+
+def make_trainer(tmp_path, **kwargs) -> pl.Trainer:
+    """A quiet CPU Trainer (no logger, checkpoints, progress bar), 2 epochs unless overridden."""
+    opts = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+        max_epochs=2,
+    )
+    opts.update(kwargs)
+    return pl.Trainer(**opts)

@@ -15,7 +15,13 @@ from torch.utils.data import DataLoader  # noqa: E402
 from magtorch.callbacks import PartitionCallback  # noqa: E402
 from magtorch.errors import MagtorchError  # noqa: E402
 from magtorch.partition import partition_summary, summary_scalars  # noqa: E402
-from tests.callbacks._toy import PairDataset, ToyClassifier, ToyDataset, toy_loader  # noqa: E402
+from tests.callbacks._toy import (  # noqa: E402
+    PairDataset,
+    ToyClassifier,
+    ToyDataset,
+    make_trainer,
+    toy_loader,
+)
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning"),
@@ -23,21 +29,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:.*does not have many workers.*"),
     pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:DeprecationWarning"),
 ]
-
-
-def make_trainer(tmp_path, **kwargs):
-    opts = dict(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-        max_epochs=2,
-    )
-    opts.update(kwargs)
-    return pl.Trainer(**opts)
 
 
 def fit(tmp_path, callback, loader=None, **kwargs):

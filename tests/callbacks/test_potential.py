@@ -23,7 +23,13 @@ from tests._reference import (  # noqa: E402
     ref_magnitude,
     ref_potential,
 )
-from tests.callbacks._toy import PairDataset, ToyClassifier, ToyDataset, toy_loader  # noqa: E402
+from tests.callbacks._toy import (  # noqa: E402
+    PairDataset,
+    ToyClassifier,
+    ToyDataset,
+    make_trainer,
+    toy_loader,
+)
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning"),
@@ -32,21 +38,6 @@ pytestmark = [
 ]
 
 RTOL = 1e-8
-
-
-def make_trainer(tmp_path, **kwargs):
-    opts = dict(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-        max_epochs=2,
-    )
-    opts.update(kwargs)
-    return pl.Trainer(**opts)
 
 
 def fit(tmp_path, callback, model=None, loader=None, **kwargs):
